@@ -1,0 +1,26 @@
+"""ai4cellfate: predict single-cell fate from one early frame.
+
+An implementation of AI4CellFate (Cunha et al., bioRxiv 2025): an adversarial
+autoencoder whose 2-D latent space is engineered by four losses, a simple
+classifier on that latent space, latent traversals for interpretation, and
+honest comparison with hand-picked features. Runs on Keras 3 with the
+TensorFlow, JAX or PyTorch backend (``KERAS_BACKEND``).
+"""
+
+from ._version import __version__
+
+__all__ = ["CellFateAAE", "load", "__version__"]
+
+
+def __getattr__(name):
+    # Import Keras lazily so that ``import ai4cellfate`` stays cheap and the
+    # backend can still be chosen after importing the package.
+    if name == "CellFateAAE":
+        from .estimator import CellFateAAE
+
+        return CellFateAAE
+    if name == "load":
+        from .estimator import load
+
+        return load
+    raise AttributeError(f"module 'ai4cellfate' has no attribute {name!r}")
