@@ -1,0 +1,381 @@
+"""The four AI4CellFate losses, written with ``keras.ops`` only.
+
+Every function takes and returns backend tensors (or array-likes), so the same
+code runs on TensorFlow, JAX and PyTorch. Method specification, section 3:
+
+* reconstruction: ``1 - MS-SSIM(x, x_hat)`` (:func:`ms_ssim`,
+  :func:`reconstruction_loss`);
+* adversarial: binary cross-entropy of the discriminator on encoded latents,
+  with smoothed targets (:func:`adversarial_loss`, :func:`discriminator_loss`);
+* supervised contrastive (Khosla et al. 2020) with temperature
+  (:func:`supervised_contrastive_loss`);
+* covariance: squared off-diagonal batch covariance (:func:`covariance_loss`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from keras import ops
+
+__all__ = [
+    "MS_SSIM_WEIGHTS",
+    "gaussian_window",
+    "ms_ssim",
+    "reconstruction_loss",
+    "supervised_contrastive_loss",
+    "covariance_loss",
+    "binary_crossentropy",
+    "adversarial_loss",
+    "discriminator_loss",
+]
+
+#: Per-scale weights of MS-SSIM (Wang et al. 2003), coarsest scale last.
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+_EPS_TERM = 1e-6  # floor of per-scale MS-SSIM terms before fractional powers
+
+
+def gaussian_window(size, sigma):
+    """Normalised 1-D Gaussian window of ``size`` taps centred on the middle.
+
+    Parameters
+    ----------
+    size : int
+        Number of taps (>= 1).
+    sigma : float
+        Standard deviation in pixels (> 0).
+
+    Returns
+    -------
+    window : ndarray of shape (size,), float64
+        Non-negative weights summing to one.
+
+    Examples
+    --------
+    >>> gaussian_window(3, 1.0).round(4).tolist()
+    [0.2741, 0.4519, 0.2741]
+    """
+    size = int(size)
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}.")
+    if not sigma > 0:
+        raise ValueError(f"sigma must be > 0, got {sigma!r}.")
+    t = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
+    g = np.exp(-(t**2) / (2.0 * sigma**2))
+    return g / g.sum()
+
+
+def _ssim_terms(x, y, window_size, sigma, c1, c2):
+    """Mean luminance*cs (SSIM) and mean cs maps of one scale, per image."""
+    h, w = int(x.shape[1]), int(x.shape[2])
+    channels = int(x.shape[3])
+    size = max(1, min(int(window_size), h, w))
+    g = gaussian_window(size, sigma)
+    kernel = np.outer(g, g).astype("float32")[:, :, None, None]
+    kernel = np.tile(kernel, (1, 1, channels, 1))
+    kernel = ops.convert_to_tensor(kernel, dtype=x.dtype)
+
+    def blur(a):
+        return ops.depthwise_conv(a, kernel, strides=1, padding="valid")
+
+    mu_x = blur(x)
+    mu_y = blur(y)
+    mu_xx, mu_yy, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
+    var_x = blur(x * x) - mu_xx
+    var_y = blur(y * y) - mu_yy
+    cov = blur(x * y) - mu_xy
+    luminance = (2.0 * mu_xy + c1) / (mu_xx + mu_yy + c1)
+    cs = (2.0 * cov + c2) / (var_x + var_y + c2)
+    ssim_map = luminance * cs
+    return ops.mean(ssim_map, axis=(1, 2, 3)), ops.mean(cs, axis=(1, 2, 3))
+
+
+def _check_images(x, name):
+    if len(x.shape) != 4:
+        raise ValueError(
+            f"{name} must be a batch of images (batch, height, width, channels); "
+            f"got shape {tuple(x.shape)}."
+        )
+
+
+def ms_ssim(
+    x,
+    x_hat,
+    *,
+    max_val=1.0,
+    window_size=5,
+    sigma=1.0,
+    weights=MS_SSIM_WEIGHTS,
+    form="product",
+    k1=0.01,
+    k2=0.03,
+):
+    """Multi-scale structural similarity of two image batches, per image.
+
+    SSIM uses a Gaussian window of ``window_size`` taps (shrunk to the image
+    where a scale is smaller than the window, so every scale down to 1x1 is
+    defined), ``C1 = (k1 * max_val)^2`` and ``C2 = (k2 * max_val)^2``, and 2x2
+    average pooling between scales (20 -> 10 -> 5 -> 2 -> 1 px for the
+    preprint's crops). Images too small for all scales use as many scales as
+    fit, with the weights renormalised.
+
+    Parameters
+    ----------
+    x, x_hat : tensor of shape (batch, height, width, channels)
+        Images with values in ``[0, max_val]``.
+    max_val : float, default=1.0
+        Dynamic range ``L`` of the images.
+    window_size : int, default=5
+        Gaussian window size (preprint: 5; the authors' code: 3).
+    sigma : float, default=1.0
+        Gaussian window standard deviation.
+    weights : sequence of float, default=MS_SSIM_WEIGHTS
+        Per-scale exponents (``"product"``) or weights (``"sum"``), finest
+        scale first.
+    form : {"product", "sum"}, default="product"
+        ``"product"`` is the standard MS-SSIM of the preprint,
+        ``prod_j cs_j^w_j * l_M^w_M`` (luminance only at the coarsest scale),
+        with every term floored at 1e-6 so that anti-correlated images stay
+        finite. ``"sum"`` is the authors' code: ``sum_j w_j * clip(mean
+        SSIM_j, 0, 1)``.
+    k1, k2 : float, default=0.01, 0.03
+        SSIM stabilising constants.
+
+    Returns
+    -------
+    score : tensor of shape (batch,)
+        MS-SSIM of each image pair, 1 for identical images.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from keras import ops
+    >>> x = np.random.default_rng(0).random((2, 20, 20, 1)).astype("float32")
+    >>> np.allclose(ops.convert_to_numpy(ms_ssim(x, x)), 1.0, atol=1e-5)
+    True
+    """
+    if form not in ("product", "sum"):
+        raise ValueError(f"form must be 'product' or 'sum', got {form!r}.")
+    x = ops.convert_to_tensor(x)
+    x_hat = ops.cast(ops.convert_to_tensor(x_hat), x.dtype)
+    _check_images(x, "x")
+    _check_images(x_hat, "x_hat")
+    h, w = int(x.shape[1]), int(x.shape[2])
+    n_scales = min(len(weights), int(math.floor(math.log2(min(h, w)))) + 1)
+    wts = np.asarray(weights[:n_scales], dtype="float64")
+    wts = wts / wts.sum()
+    c1 = (k1 * max_val) ** 2
+    c2 = (k2 * max_val) ** 2
+
+    terms = []
+    for j in range(n_scales):
+        ssim_j, cs_j = _ssim_terms(x, x_hat, window_size, sigma, c1, c2)
+        last = j == n_scales - 1
+        terms.append(ssim_j if last else cs_j)
+        if not last:
+            x = ops.average_pool(x, 2, strides=2, padding="valid")
+            x_hat = ops.average_pool(x_hat, 2, strides=2, padding="valid")
+
+    if form == "sum":
+        score = 0.0
+        for wj, t in zip(wts, terms):
+            score = score + float(wj) * ops.clip(t, 0.0, 1.0)
+        return score
+    log_score = 0.0
+    for wj, t in zip(wts, terms):
+        log_score = log_score + float(wj) * ops.log(ops.clip(t, _EPS_TERM, 1.0))
+    return ops.exp(log_score)
+
+
+def reconstruction_loss(x, x_hat, **kwargs):
+    """Reconstruction loss ``mean(1 - MS-SSIM(x, x_hat))`` over the batch.
+
+    Parameters
+    ----------
+    x, x_hat : tensor of shape (batch, height, width, channels)
+        Input images and their reconstructions, values in [0, 1].
+    **kwargs
+        Passed to :func:`ms_ssim` (``window_size``, ``sigma``, ``form``, ...).
+
+    Returns
+    -------
+    loss : scalar tensor
+        0 for perfect reconstructions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from keras import ops
+    >>> x = np.random.default_rng(0).random((2, 20, 20, 1)).astype("float32")
+    >>> float(ops.convert_to_numpy(reconstruction_loss(x, x))) < 1e-5
+    True
+    """
+    return ops.mean(1.0 - ms_ssim(x, x_hat, **kwargs))
+
+
+def supervised_contrastive_loss(z, labels, temperature=0.5):
+    """Supervised contrastive loss (Khosla et al. 2020) on L2-normalised latents.
+
+    ``L = mean_i -log( sum_{p in P(i)} exp(z_i.z_p / tau) /
+    sum_{a in A(i)} exp(z_i.z_a / tau) )`` with ``P(i)`` the other samples of
+    the anchor's class and ``A(i)`` all samples but the anchor. Anchors with
+    no other sample of their class in the batch are left out of the mean.
+    Works for any number of classes.
+
+    Parameters
+    ----------
+    z : tensor of shape (batch, latent_dim)
+        Latent vectors (normalised to unit length inside).
+    labels : tensor of shape (batch,)
+        Integer class labels.
+    temperature : float, default=0.5
+        Softmax temperature ``tau`` (> 0).
+
+    Returns
+    -------
+    loss : scalar tensor
+        0 when no anchor has a positive in the batch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from keras import ops
+    >>> z = np.array([[1.0, 0.0], [1.0, 0.1], [-1.0, 0.0], [-1.0, -0.1]], "float32")
+    >>> good = supervised_contrastive_loss(z, np.array([0, 0, 1, 1]))
+    >>> bad = supervised_contrastive_loss(z, np.array([0, 1, 0, 1]))
+    >>> bool(ops.convert_to_numpy(good) < ops.convert_to_numpy(bad))
+    True
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}.")
+    z = ops.convert_to_tensor(z)
+    labels = ops.reshape(ops.convert_to_tensor(labels), (-1,))
+    z = z / ops.sqrt(ops.sum(z * z, axis=1, keepdims=True) + 1e-12)
+    sim = ops.matmul(z, ops.transpose(z)) / temperature
+    n = ops.shape(z)[0]
+    eye = ops.cast(ops.eye(n), "bool")
+    same = ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(labels, 0))
+    positives = ops.logical_and(same, ops.logical_not(eye))
+    neg_big = ops.cast(-1e9, sim.dtype)
+    log_denom = ops.logsumexp(ops.where(eye, neg_big, sim), axis=1)
+    log_num = ops.logsumexp(ops.where(positives, sim, neg_big), axis=1)
+    has_pos = ops.cast(ops.any(positives, axis=1), sim.dtype)
+    per_anchor = (log_denom - log_num) * has_pos
+    return ops.sum(per_anchor) / ops.maximum(ops.sum(has_pos), 1.0)
+
+
+def covariance_loss(z):
+    """Sum of squared off-diagonal entries of the batch covariance of ``z``.
+
+    The VICReg-style decorrelation term of the preprint: it pushes latent
+    features to carry different information. Uses the unbiased covariance
+    (divides by ``batch - 1``).
+
+    Parameters
+    ----------
+    z : tensor of shape (batch, latent_dim)
+        Latent vectors.
+
+    Returns
+    -------
+    loss : scalar tensor
+        0 for uncorrelated features (and always for ``latent_dim == 1``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from keras import ops
+    >>> z = np.array([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]], "float32")
+    >>> float(ops.convert_to_numpy(covariance_loss(z)))
+    2.0
+    """
+    z = ops.convert_to_tensor(z)
+    n = ops.cast(ops.shape(z)[0], z.dtype)
+    zc = z - ops.mean(z, axis=0, keepdims=True)
+    cov = ops.matmul(ops.transpose(zc), zc) / ops.maximum(n - 1.0, 1.0)
+    return ops.sum(cov * cov) - ops.sum(ops.square(ops.diagonal(cov)))
+
+
+def binary_crossentropy(target, prob, epsilon=1e-7):
+    """Mean binary cross-entropy of probabilities ``prob`` against ``target``.
+
+    Parameters
+    ----------
+    target : float or tensor
+        Target probability (a smoothed label such as 0.9 is allowed).
+    prob : tensor
+        Predicted probabilities, clipped to ``[epsilon, 1 - epsilon]``.
+    epsilon : float, default=1e-7
+        Clipping constant.
+
+    Returns
+    -------
+    loss : scalar tensor
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from keras import ops
+    >>> round(float(ops.convert_to_numpy(binary_crossentropy(1.0, np.array([0.5])))), 4)
+    0.6931
+    """
+    prob = ops.clip(ops.convert_to_tensor(prob), epsilon, 1.0 - epsilon)
+    target = ops.cast(target, prob.dtype)
+    return ops.mean(-(target * ops.log(prob) + (1.0 - target) * ops.log(1.0 - prob)))
+
+
+def adversarial_loss(d_fake, real_label=0.9):
+    """Encoder-side adversarial loss: make encoded latents look like the prior.
+
+    Parameters
+    ----------
+    d_fake : tensor
+        Discriminator probabilities on encoded latents ``D(z)``.
+    real_label : float, default=0.9
+        Smoothed "real" target (the authors' code; 1.0 disables smoothing).
+
+    Returns
+    -------
+    loss : scalar tensor
+        ``BCE(D(z), real_label)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from keras import ops
+    >>> round(float(ops.convert_to_numpy(adversarial_loss(np.array([0.9])))), 4)
+    0.3251
+    """
+    return binary_crossentropy(real_label, d_fake)
+
+
+def discriminator_loss(d_real, d_fake, real_label=0.9, fake_label=0.1):
+    """Discriminator loss on prior samples (real) and encoded latents (fake).
+
+    Parameters
+    ----------
+    d_real : tensor
+        Discriminator probabilities on samples of the N(0, I) prior.
+    d_fake : tensor
+        Discriminator probabilities on encoded latents.
+    real_label, fake_label : float, default=0.9, 0.1
+        Smoothed targets.
+
+    Returns
+    -------
+    loss : scalar tensor
+        ``0.5 * BCE(D(z_prior), real_label) + 0.5 * BCE(D(z), fake_label)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from keras import ops
+    >>> round(float(ops.convert_to_numpy(
+    ...     discriminator_loss(np.array([0.9]), np.array([0.1])))), 4)
+    0.3251
+    """
+    return 0.5 * binary_crossentropy(real_label, d_real) + 0.5 * binary_crossentropy(
+        fake_label, d_fake
+    )

@@ -1,0 +1,398 @@
+"""Network builders of AI4CellFate (method specification, section 2).
+
+The encoder and decoder are derived from the input shape: one residual block
+per halving of the image until the bottleneck is at most 5 px on its shorter
+side (20 x 20 -> 10 -> 5: two blocks of 8 and 16 filters, as in the authors'
+20-px model), filters doubling from 8 per block. Convolutions and dense layers
+of the autoencoder are spectrally normalised with :class:`SpectralConv2D` and
+:class:`SpectralDense`, which keep the power-iteration vector as state and
+divide the kernel on the fly, so they behave the same on every backend.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import layers, ops
+
+__all__ = [
+    "SpectralConv2D",
+    "SpectralDense",
+    "block_plan",
+    "build_encoder",
+    "build_decoder",
+    "build_discriminator",
+    "build_latent_classifier",
+]
+
+_PACKAGE = "ai4cellfate"
+
+
+class _SpectralNormMixin:
+    """Spectral normalisation of ``self.kernel`` by one power iteration per
+    training call; ``u`` is a non-trainable variable updated in training."""
+
+    def _build_sn(self, n_out):
+        self.sn_u = self.add_weight(
+            name="sn_u",
+            shape=(1, n_out),
+            initializer=keras.initializers.RandomNormal(
+                stddev=1.0, seed=self._sn_seed
+            ),
+            trainable=False,
+        )
+
+    def _normalized_kernel(self, training):
+        kernel = self.kernel
+        w = ops.reshape(kernel, (-1, kernel.shape[-1]))
+        u = ops.convert_to_tensor(self.sn_u)
+        v = ops.matmul(u, ops.transpose(w))
+        v = v / ops.sqrt(ops.sum(v * v) + 1e-12)
+        u_new = ops.matmul(v, w)
+        u_new = u_new / ops.sqrt(ops.sum(u_new * u_new) + 1e-12)
+        u_new = ops.stop_gradient(u_new)
+        v = ops.stop_gradient(v)
+        sigma = ops.sum(ops.matmul(v, w) * u_new)
+        if training:
+            self.sn_u.assign(ops.cast(u_new, self.sn_u.dtype))
+        return kernel / sigma
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SpectralConv2D(_SpectralNormMixin, layers.Conv2D):
+    """2-D convolution with a spectrally normalised kernel (channels last).
+
+    Parameters
+    ----------
+    *args, **kwargs
+        As :class:`keras.layers.Conv2D`; ``sn_seed`` seeds the power-iteration
+        vector.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> layer = SpectralConv2D(4, 3, padding="same", sn_seed=0)
+    >>> layer(np.zeros((1, 8, 8, 2), "float32")).shape
+    (1, 8, 8, 4)
+    """
+
+    def __init__(self, *args, sn_seed=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._sn_seed = sn_seed
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._build_sn(self.filters)
+
+    def call(self, inputs, training=None):
+        kernel = self._normalized_kernel(bool(training))
+        outputs = ops.conv(
+            inputs,
+            kernel,
+            strides=self.strides,
+            padding=self.padding,
+            dilation_rate=self.dilation_rate,
+            data_format=self.data_format,
+        )
+        if self.use_bias:
+            outputs = outputs + self.bias
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
+
+    def get_config(self):
+        return {**super().get_config(), "sn_seed": self._sn_seed}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SpectralDense(_SpectralNormMixin, layers.Dense):
+    """Dense layer with a spectrally normalised kernel.
+
+    Parameters
+    ----------
+    *args, **kwargs
+        As :class:`keras.layers.Dense`; ``sn_seed`` seeds the power-iteration
+        vector.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> SpectralDense(3, sn_seed=0)(np.zeros((2, 5), "float32")).shape
+    (2, 3)
+    """
+
+    def __init__(self, *args, sn_seed=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._sn_seed = sn_seed
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._build_sn(self.units)
+
+    def call(self, inputs, training=None):
+        kernel = self._normalized_kernel(bool(training))
+        outputs = ops.matmul(inputs, kernel)
+        if self.use_bias:
+            outputs = outputs + self.bias
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
+
+    def get_config(self):
+        return {**super().get_config(), "sn_seed": self._sn_seed}
+
+
+def block_plan(image_shape, base_filters=8, max_bottleneck=5):
+    """Residual blocks, filters and bottleneck size for an input shape.
+
+    Parameters
+    ----------
+    image_shape : tuple (height, width, channels)
+        Input crop shape; both sides at least 4 px.
+    base_filters : int, default=8
+        Filters of the first residual block; doubled per further block.
+    max_bottleneck : int, default=5
+        Halve the image (stride-2 blocks, rounding up) until its shorter side
+        is at most this many pixels.
+
+    Returns
+    -------
+    plan : dict
+        ``filters`` (one entry per down block), ``bottleneck`` (height,
+        width) and ``decoded`` (height, width before the final crop).
+
+    Examples
+    --------
+    >>> block_plan((20, 20, 1))
+    {'filters': [8, 16], 'bottleneck': (5, 5), 'decoded': (20, 20)}
+    >>> block_plan((64, 64, 1))["filters"]
+    [8, 16, 32, 64]
+    """
+    h, w = int(image_shape[0]), int(image_shape[1])
+    if h < 4 or w < 4:
+        raise ValueError(
+            f"Images must be at least 4 x 4 pixels for the encoder; got {h} x {w}."
+        )
+    filters = []
+    while min(h, w) > max_bottleneck or not filters:
+        filters.append(base_filters * 2 ** len(filters))
+        h, w = math.ceil(h / 2), math.ceil(w / 2)
+    scale = 2 ** len(filters)
+    return {"filters": filters, "bottleneck": (h, w), "decoded": (h * scale, w * scale)}
+
+
+def _res_down(x, filters, noise_std, seed, name):
+    skip = SpectralConv2D(filters, 1, strides=2, name=f"{name}_skip", sn_seed=seed)(x)
+    y = layers.BatchNormalization(name=f"{name}_bn1")(x)
+    y = layers.ReLU()(y)
+    y = SpectralConv2D(
+        filters, 3, strides=2, padding="same", name=f"{name}_conv1", sn_seed=seed + 1
+    )(y)
+    y = layers.GaussianNoise(noise_std, seed=seed + 2)(y)
+    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = layers.ReLU()(y)
+    y = SpectralConv2D(
+        filters, 3, strides=1, padding="same", name=f"{name}_conv2", sn_seed=seed + 3
+    )(y)
+    y = layers.GaussianNoise(noise_std, seed=seed + 4)(y)
+    return layers.Add(name=f"{name}_add")([y, skip])
+
+
+def _res_up(x, filters, noise_std, seed, name):
+    up = layers.UpSampling2D(2, interpolation="nearest")(x)
+    skip = SpectralConv2D(filters, 1, name=f"{name}_skip", sn_seed=seed)(up)
+    y = layers.BatchNormalization(name=f"{name}_bn1")(x)
+    y = layers.ReLU()(y)
+    y = layers.UpSampling2D(2, interpolation="nearest")(y)
+    y = SpectralConv2D(
+        filters, 3, padding="same", name=f"{name}_conv1", sn_seed=seed + 1
+    )(y)
+    y = layers.GaussianNoise(noise_std, seed=seed + 2)(y)
+    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = layers.ReLU()(y)
+    y = SpectralConv2D(
+        filters, 3, padding="same", name=f"{name}_conv2", sn_seed=seed + 3
+    )(y)
+    y = layers.GaussianNoise(noise_std, seed=seed + 4)(y)
+    return layers.Add(name=f"{name}_add")([y, skip])
+
+
+def build_encoder(image_shape, latent_dim=2, noise_std=0.003, dropout=0.3, seed=0):
+    """Residual, spectrally normalised image encoder.
+
+    ``SN(Conv2D 2, 3x3, relu) -> [ResDown(f) -> Dropout]* -> Flatten -> GN ->
+    swish -> SN(Dense latent_dim) -> GN`` with the blocks of
+    :func:`block_plan`.
+
+    Parameters
+    ----------
+    image_shape : tuple (height, width, channels)
+        Input shape.
+    latent_dim : int, default=2
+        Size of the latent space (>= 1).
+    noise_std : float, default=0.003
+        Standard deviation of the Gaussian-noise layers (training only).
+    dropout : float, default=0.3
+        Dropout rate after each residual block.
+    seed : int, default=0
+        Seed of the layers' random state.
+
+    Returns
+    -------
+    encoder : keras.Model
+        Maps ``(batch, *image_shape)`` to ``(batch, latent_dim)``.
+
+    Examples
+    --------
+    >>> enc = build_encoder((20, 20, 1))
+    >>> enc.output_shape
+    (None, 2)
+    """
+    plan = block_plan(image_shape)
+    inputs = keras.Input(shape=tuple(int(s) for s in image_shape), name="image")
+    x = SpectralConv2D(
+        2, 3, padding="same", activation="relu", name="stem", sn_seed=seed
+    )(inputs)
+    for i, f in enumerate(plan["filters"]):
+        x = _res_down(x, f, noise_std, seed + 10 * (i + 1), name=f"down{i}")
+        x = layers.Dropout(dropout, seed=seed + 10 * (i + 1) + 5)(x)
+    x = layers.Flatten()(x)
+    x = layers.GaussianNoise(noise_std, seed=seed + 1)(x)
+    x = layers.Activation("swish")(x)
+    x = SpectralDense(latent_dim, name="to_latent", sn_seed=seed + 2)(x)
+    z = layers.GaussianNoise(noise_std, seed=seed + 3, name="latent")(x)
+    return keras.Model(inputs, z, name="encoder")
+
+
+def build_decoder(image_shape, latent_dim=2, noise_std=0.003, dropout=0.3, seed=0):
+    """Residual, spectrally normalised decoder mirroring :func:`build_encoder`.
+
+    ``SN(Dense) -> GN -> Reshape(bottleneck) -> [ResUp(f) -> Dropout]* ->
+    crop -> SN(Conv2D channels, 3x3, sigmoid)``; the last block has 2 filters
+    as in the authors' model, and the output is cropped to the input size when
+    halving rounded up.
+
+    Parameters
+    ----------
+    image_shape : tuple (height, width, channels)
+        Shape of the images to generate.
+    latent_dim : int, default=2
+        Size of the latent space.
+    noise_std : float, default=0.003
+        Standard deviation of the Gaussian-noise layers (training only).
+    dropout : float, default=0.3
+        Dropout rate after each residual block.
+    seed : int, default=0
+        Seed of the layers' random state.
+
+    Returns
+    -------
+    decoder : keras.Model
+        Maps ``(batch, latent_dim)`` to ``(batch, *image_shape)`` in [0, 1].
+
+    Examples
+    --------
+    >>> build_decoder((20, 20, 1)).output_shape
+    (None, 20, 20, 1)
+    """
+    plan = block_plan(image_shape)
+    h0, w0 = plan["bottleneck"]
+    f0 = plan["filters"][-1]
+    up_filters = list(reversed(plan["filters"][:-1])) + [2]
+    inputs = keras.Input(shape=(int(latent_dim),), name="latent")
+    x = SpectralDense(h0 * w0 * f0, name="from_latent", sn_seed=seed)(inputs)
+    x = layers.GaussianNoise(noise_std, seed=seed + 1)(x)
+    x = layers.Reshape((h0, w0, f0))(x)
+    for i, f in enumerate(up_filters):
+        x = _res_up(x, f, noise_std, seed + 10 * (i + 1), name=f"up{i}")
+        x = layers.Dropout(dropout, seed=seed + 10 * (i + 1) + 5)(x)
+    hd, wd = plan["decoded"]
+    h, w = int(image_shape[0]), int(image_shape[1])
+    if (hd, wd) != (h, w):
+        top, left = (hd - h) // 2, (wd - w) // 2
+        x = layers.Cropping2D(((top, hd - h - top), (left, wd - w - left)))(x)
+    outputs = SpectralConv2D(
+        int(image_shape[2]),
+        3,
+        padding="same",
+        activation="sigmoid",
+        name="to_image",
+        sn_seed=seed + 2,
+    )(x)
+    return keras.Model(inputs, outputs, name="decoder")
+
+
+def build_discriminator(latent_dim=2, dropout=0.3, seed=0):
+    """Discriminator telling prior samples from encoded latents.
+
+    ``Dense(32) -> LeakyReLU(0.2) -> Dense(16) -> LeakyReLU(0.2) ->
+    Dropout(0.3) -> Dense(1, sigmoid)``.
+
+    Parameters
+    ----------
+    latent_dim : int, default=2
+        Size of the latent space.
+    dropout : float, default=0.3
+        Dropout rate.
+    seed : int, default=0
+        Seed of the dropout layer.
+
+    Returns
+    -------
+    discriminator : keras.Model
+        Maps ``(batch, latent_dim)`` to probabilities ``(batch, 1)``.
+
+    Examples
+    --------
+    >>> build_discriminator(2).output_shape
+    (None, 1)
+    """
+    inputs = keras.Input(shape=(int(latent_dim),), name="latent")
+    x = layers.Dense(32)(inputs)
+    x = layers.LeakyReLU(0.2)(x)
+    x = layers.Dense(16)(x)
+    x = layers.LeakyReLU(0.2)(x)
+    x = layers.Dropout(dropout, seed=seed)(x)
+    outputs = layers.Dense(1, activation="sigmoid")(x)
+    return keras.Model(inputs, outputs, name="discriminator")
+
+
+def build_latent_classifier(latent_dim=2, n_classes=2, dropout=0.3, l2=1e-4, seed=0):
+    """The preprint's "simple" classifier on latent vectors.
+
+    ``Dropout(0.3) -> Dense(n_classes, softmax, L2 1e-4)``: a regularised
+    multinomial logistic regression.
+
+    Parameters
+    ----------
+    latent_dim : int, default=2
+        Input size.
+    n_classes : int, default=2
+        Number of classes.
+    dropout : float, default=0.3
+        Input dropout rate (training only).
+    l2 : float, default=1e-4
+        L2 penalty on the kernel.
+    seed : int, default=0
+        Seed of the dropout layer.
+
+    Returns
+    -------
+    classifier : keras.Model
+        Maps ``(batch, latent_dim)`` to class probabilities.
+
+    Examples
+    --------
+    >>> build_latent_classifier(2, 3).output_shape
+    (None, 3)
+    """
+    inputs = keras.Input(shape=(int(latent_dim),), name="latent")
+    x = layers.Dropout(dropout, seed=seed)(inputs)
+    outputs = layers.Dense(
+        int(n_classes),
+        activation="softmax",
+        kernel_regularizer=keras.regularizers.L2(l2),
+        name="logits",
+    )(x)
+    return keras.Model(inputs, outputs, name="latent_classifier")

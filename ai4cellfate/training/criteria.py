@@ -1,0 +1,187 @@
+"""Stage-2 stopping criteria of AI4CellFate (method specification, section 4).
+
+After every stage-2 epoch the latents of a validation split carved from the
+training data are checked for
+
+1. class separation: distance between class centroids >= ``min_centroid_distance``;
+2. a near-Gaussian latent: KL divergence to N(0, 1) <= ``max_kl`` in every
+   dimension;
+3. a usable latent classifier: balanced accuracy >= ``min_accuracy`` and
+   precision >= ``min_precision`` of the closed-form latent classifier fitted
+   on the training latents and scored on the validation latents.
+
+The authors retrain a Keras classifier for 50 epochs after every epoch; the
+classifier here is the same penalised multinomial logistic regression solved
+directly (milliseconds), see :func:`fit_latent_classifier`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import keras
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score, precision_score
+
+from ..metrics import centroid_distance, kl_divergence_to_normal
+
+__all__ = ["fit_latent_classifier", "evaluate_criteria", "StoppingCriteria"]
+
+
+def fit_latent_classifier(Z, y, l2=1e-4, class_weight="balanced"):
+    """Fit the preprint's simple latent classifier by penalised maximum likelihood.
+
+    ``Dense(n_classes, softmax)`` with an L2 penalty ``l2 * ||W||^2`` on the
+    mean cross-entropy is a multinomial logistic regression; scikit-learn
+    solves it exactly with ``C = 1 / (2 * l2 * n_samples)``. Classes are
+    weighted inversely to their frequency.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n_samples, latent_dim)
+        Latent vectors.
+    y : ndarray of shape (n_samples,)
+        Integer class indices ``0 .. n_classes - 1``.
+    l2 : float, default=1e-4
+        The Keras L2 factor of the preprint's classifier.
+    class_weight : "balanced", dict or None, default="balanced"
+        Class weighting.
+
+    Returns
+    -------
+    kernel : ndarray of shape (latent_dim, n_classes)
+    bias : ndarray of shape (n_classes,)
+        Weights of the softmax layer: ``softmax(Z @ kernel + bias)`` are the
+        class probabilities.
+    """
+    Z = np.asarray(Z, dtype=np.float64)
+    y = np.asarray(y)
+    n_classes = int(y.max()) + 1
+    clf = LogisticRegression(
+        C=1.0 / (2.0 * l2 * len(Z)), class_weight=class_weight, max_iter=1000
+    )
+    clf.fit(Z, y)
+    present = clf.classes_.astype(int)
+    kernel = np.zeros((Z.shape[1], n_classes))
+    bias = np.full(n_classes, -30.0)  # classes absent from y get ~0 probability
+    if len(present) == 2 and clf.coef_.shape[0] == 1:
+        # Binary: sigmoid(w.z + b) == softmax([0, w.z + b])[1].
+        bias[present[0]] = 0.0
+        kernel[:, present[1]] = clf.coef_[0]
+        bias[present[1]] = clf.intercept_[0]
+    else:
+        kernel[:, present] = clf.coef_.T
+        bias[present] = clf.intercept_
+    return kernel.astype("float32"), bias.astype("float32")
+
+
+def _softmax_predict(Z, kernel, bias):
+    return np.argmax(np.asarray(Z) @ kernel + bias, axis=1)
+
+
+def evaluate_criteria(
+    z_train,
+    y_train,
+    z_val,
+    y_val,
+    *,
+    min_centroid_distance=0.5,
+    max_kl=0.2,
+    min_accuracy=0.65,
+    min_precision=0.65,
+    kl_bins=100,
+):
+    """Compute the stopping-criterion values and whether all of them hold.
+
+    Parameters
+    ----------
+    z_train, y_train : ndarray
+        Training latents and integer labels (to fit the latent classifier).
+    z_val, y_val : ndarray
+        Validation latents and labels (to score the criteria).
+    min_centroid_distance, max_kl, min_accuracy, min_precision : float
+        Thresholds.
+    kl_bins : int, default=100
+        Histogram bins of the KL estimate.
+
+    Returns
+    -------
+    values : dict
+        ``centroid_distance``, ``kl_z0`` ... ``kl_max``,
+        ``val_balanced_accuracy``, ``val_precision`` (positive class, i.e. the
+        last class, for two classes; macro average otherwise) and
+        ``criteria_met``.
+    """
+    values = {"centroid_distance": centroid_distance(z_val, y_val)}
+    kl = kl_divergence_to_normal(z_val, bins=kl_bins)
+    for d, k in enumerate(kl):
+        values[f"kl_z{d}"] = float(k)
+    values["kl_max"] = float(np.max(kl))
+    kernel, bias = fit_latent_classifier(z_train, y_train)
+    pred = _softmax_predict(z_val, kernel, bias)
+    n_classes = kernel.shape[1]
+    values["val_balanced_accuracy"] = float(balanced_accuracy_score(y_val, pred))
+    if n_classes == 2:
+        prec = precision_score(y_val, pred, pos_label=1, zero_division=0)
+    else:
+        prec = precision_score(y_val, pred, average="macro", zero_division=0)
+    values["val_precision"] = float(prec)
+    values["criteria_met"] = bool(
+        values["centroid_distance"] >= min_centroid_distance
+        and values["kl_max"] <= max_kl
+        and values["val_balanced_accuracy"] >= min_accuracy
+        and values["val_precision"] >= min_precision
+    )
+    return values
+
+
+class StoppingCriteria(keras.callbacks.Callback):
+    """Keras callback checking the stage-2 criteria after every epoch.
+
+    Parameters
+    ----------
+    encode : callable
+        ``encode(X) -> Z`` with the model's current encoder (inference mode).
+    train_data, val_data : tuple (X, y)
+        Images and integer labels; the classifier of criterion 3 is fitted on
+        the training latents and every criterion is scored on the validation
+        latents.
+    min_epochs : int
+        Stage-2 epochs that must have run before the criteria may stop
+        training.
+    thresholds : dict
+        Keyword arguments of :func:`evaluate_criteria`.
+    first_epoch : int, default=0
+        Global index of the first stage-2 epoch.
+
+    Attributes
+    ----------
+    records : dict
+        Criterion values per global epoch index.
+    met : bool
+        Whether training was stopped because every criterion held.
+    """
+
+    def __init__(self, encode, train_data, val_data, min_epochs, thresholds, first_epoch=0):
+        super().__init__()
+        self.encode = encode
+        self.train_data = train_data
+        self.val_data = val_data
+        self.min_epochs = int(min_epochs)
+        self.thresholds = dict(thresholds)
+        self.first_epoch = int(first_epoch)
+        self.records = {}
+        self.met = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        z_train = self.encode(self.train_data[0])
+        z_val = self.encode(self.val_data[0])
+        if not (np.all(np.isfinite(z_train)) and np.all(np.isfinite(z_val))):
+            return  # the non-finite guard of the estimator reports this
+        values = evaluate_criteria(
+            z_train, self.train_data[1], z_val, self.val_data[1], **self.thresholds
+        )
+        self.records[epoch] = values
+        stage2_done = epoch - self.first_epoch + 1
+        if values["criteria_met"] and stage2_done >= self.min_epochs:
+            self.met = True
+            self.model.stop_training = True

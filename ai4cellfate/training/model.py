@@ -1,0 +1,241 @@
+"""The adversarial autoencoder as a :class:`keras.Model` with a custom train step.
+
+Everything here is backend-agnostic (``keras.ops``); the gradient bookkeeping
+of one training step lives in ``_jax.py``, ``_tensorflow.py`` and
+``_torch.py``, one small module per backend.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import keras
+from keras import ops
+
+from .. import losses
+from ..networks import (
+    build_decoder,
+    build_discriminator,
+    build_encoder,
+    build_latent_classifier,
+)
+
+__all__ = ["AdversarialAutoencoder", "LOSS_NAMES"]
+
+#: Names of the per-epoch values reported by :meth:`AdversarialAutoencoder.fit`.
+LOSS_NAMES = ("loss", "recon_loss", "adv_loss", "contra_loss", "cov_loss", "disc_loss")
+
+_LAMBDAS = ("lambda_recon", "lambda_adv", "lambda_contra", "lambda_cov")
+
+
+def _backend_step():
+    name = keras.backend.backend()
+    module = {"jax": "_jax", "tensorflow": "_tensorflow", "torch": "_torch"}.get(name)
+    if module is None:
+        raise RuntimeError(
+            f"ai4cellfate supports the jax, tensorflow and torch Keras backends; "
+            f"KERAS_BACKEND is {name!r}."
+        )
+    return importlib.import_module(f".{module}", __package__).train_step
+
+
+@keras.saving.register_keras_serializable(package="ai4cellfate")
+class AdversarialAutoencoder(keras.Model):
+    """Encoder, decoder, latent discriminator and latent classifier in one model.
+
+    Each training step updates the encoder and decoder on
+    ``lambda_recon * L_recon + lambda_adv * L_adv + lambda_contra * L_contra
+    + lambda_cov * L_cov`` and the discriminator on its own loss, from one
+    forward pass. The loss weights are non-trainable variables, so a new
+    training stage only assigns them (no retracing). Calling the model
+    reconstructs images.
+
+    Parameters
+    ----------
+    image_shape : tuple (height, width, channels)
+        Shape of one crop.
+    latent_dim : int, default=2
+        Size of the latent space.
+    n_classes : int, default=2
+        Number of fate classes (size of the classifier head).
+    lambda_recon, lambda_adv, lambda_contra, lambda_cov : float
+        Initial loss weights (spec: 8, 4, 6, 1e-4).
+    temperature : float, default=0.5
+        Temperature of the supervised contrastive loss.
+    noise_std : float, default=0.003
+        Gaussian-noise standard deviation in encoder and decoder.
+    ssim_window : int, default=5
+        MS-SSIM Gaussian window size.
+    ssim_form : {"product", "sum"}, default="product"
+        MS-SSIM form (see :func:`ai4cellfate.losses.ms_ssim`).
+    seed : int, default=0
+        Seed of every random layer and of the prior sampler.
+    **kwargs
+        Passed to :class:`keras.Model`.
+
+    Examples
+    --------
+    >>> model = AdversarialAutoencoder((20, 20, 1))
+    >>> model.encoder.output_shape, model.decoder.output_shape
+    ((None, 2), (None, 20, 20, 1))
+    """
+
+    def __init__(
+        self,
+        image_shape,
+        latent_dim=2,
+        n_classes=2,
+        lambda_recon=8.0,
+        lambda_adv=4.0,
+        lambda_contra=6.0,
+        lambda_cov=1e-4,
+        temperature=0.5,
+        noise_std=0.003,
+        ssim_window=5,
+        ssim_form="product",
+        seed=0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.latent_dim = int(latent_dim)
+        self.n_classes = int(n_classes)
+        self.temperature = float(temperature)
+        self.noise_std = float(noise_std)
+        self.ssim_window = int(ssim_window)
+        self.ssim_form = ssim_form
+        self.seed = int(seed)
+        self._initial_lambdas = {
+            "lambda_recon": float(lambda_recon),
+            "lambda_adv": float(lambda_adv),
+            "lambda_contra": float(lambda_contra),
+            "lambda_cov": float(lambda_cov),
+        }
+        self.encoder = build_encoder(
+            self.image_shape, self.latent_dim, self.noise_std, seed=self.seed
+        )
+        self.decoder = build_decoder(
+            self.image_shape, self.latent_dim, self.noise_std, seed=self.seed + 1000
+        )
+        self.discriminator = build_discriminator(self.latent_dim, seed=self.seed + 2000)
+        self.classifier = build_latent_classifier(
+            self.latent_dim, self.n_classes, seed=self.seed + 3000
+        )
+        # The head is fitted in closed form by the estimator, not by the step.
+        self.classifier.trainable = False
+        for name, value in self._initial_lambdas.items():
+            setattr(
+                self,
+                name,
+                self.add_weight(
+                    shape=(),
+                    initializer=keras.initializers.Constant(value),
+                    trainable=False,
+                    name=name,
+                ),
+            )
+        self.prior_seed = keras.random.SeedGenerator(self.seed + 4000)
+        self.trackers = {n: keras.metrics.Mean(name=n) for n in LOSS_NAMES}
+        self._train_step_impl = _backend_step()
+
+    # -- configuration -------------------------------------------------------
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            image_shape=list(self.image_shape),
+            latent_dim=self.latent_dim,
+            n_classes=self.n_classes,
+            temperature=self.temperature,
+            noise_std=self.noise_std,
+            ssim_window=self.ssim_window,
+            ssim_form=self.ssim_form,
+            seed=self.seed,
+            **self._initial_lambdas,
+        )
+        return config
+
+    def set_loss_weights(self, **weights):
+        """Assign loss weights (``lambda_recon``, ``lambda_adv``, ...).
+
+        Parameters
+        ----------
+        **weights : float
+            New values, by name.
+        """
+        for name, value in weights.items():
+            if name not in _LAMBDAS:
+                raise ValueError(f"Unknown loss weight {name!r}; expected one of {_LAMBDAS}.")
+            getattr(self, name).assign(float(value))
+
+    def get_loss_weights(self):
+        """Current loss weights as a dict of floats."""
+        return {n: float(ops.convert_to_numpy(getattr(self, n))) for n in _LAMBDAS}
+
+    # -- forward passes ------------------------------------------------------
+    def call(self, inputs, training=False):
+        return self.decoder(self.encoder(inputs, training=training), training=training)
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    @property
+    def autoencoder_variables(self):
+        """Trainable variables of encoder and decoder."""
+        return self.encoder.trainable_variables + self.decoder.trainable_variables
+
+    @property
+    def discriminator_variables(self):
+        """Trainable variables of the discriminator."""
+        return self.discriminator.trainable_variables
+
+    def autoencoder_losses(self, x, y):
+        """Forward pass of the autoencoder step (training mode).
+
+        Returns
+        -------
+        terms : dict
+            ``loss`` (weighted total), ``recon_loss``, ``adv_loss``,
+            ``contra_loss``, ``cov_loss`` and the latents ``z``.
+        """
+        z = self.encoder(x, training=True)
+        x_hat = self.decoder(z, training=True)
+        d_fake = self.discriminator(z, training=True)
+        recon = losses.reconstruction_loss(
+            x, x_hat, window_size=self.ssim_window, form=self.ssim_form
+        )
+        adv = losses.adversarial_loss(d_fake)
+        contra = losses.supervised_contrastive_loss(z, y, self.temperature)
+        cov = losses.covariance_loss(z)
+        total = (
+            self.lambda_recon * recon
+            + self.lambda_adv * adv
+            + self.lambda_contra * contra
+            + self.lambda_cov * cov
+        )
+        return {
+            "loss": total,
+            "recon_loss": recon,
+            "adv_loss": adv,
+            "contra_loss": contra,
+            "cov_loss": cov,
+            "z": z,
+        }
+
+    def discriminator_losses(self, z):
+        """Discriminator loss on prior samples against (fixed) latents ``z``."""
+        prior = keras.random.normal(
+            ops.shape(z), dtype=z.dtype, seed=self.prior_seed
+        )
+        d_real = self.discriminator(prior, training=True)
+        d_fake = self.discriminator(z, training=True)
+        return losses.discriminator_loss(d_real, d_fake)
+
+    def train_step(self, *args):
+        return self._train_step_impl(self, *args)
+
+    def test_step(self, *args, **kwargs):  # pragma: no cover - not used
+        raise NotImplementedError(
+            "AdversarialAutoencoder has no evaluate(); use the estimator's "
+            "latent_diagnostics or score."
+        )
