@@ -1,5 +1,17 @@
 """Datasets: synthetic nuclei, and fate datasets from tracked time-lapse movies."""
 
+from ._fate import FateDataset
+from ._frames import FrameSequence
+from .ctc import CTCSequence, load_ctc, read_ctc
 from .synthetic import make_nuclei
+from .tracks import make_fate_dataset
 
-__all__ = ["make_nuclei"]
+__all__ = [
+    "CTCSequence",
+    "FateDataset",
+    "FrameSequence",
+    "load_ctc",
+    "make_fate_dataset",
+    "make_nuclei",
+    "read_ctc",
+]

@@ -1,0 +1,429 @@
+"""FateDataset: crops, fate labels, lineage groups and a per-sample table."""
+
+from __future__ import annotations
+
+import json
+import numbers
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.utils import check_random_state
+
+__all__ = ["FateDataset"]
+
+_FORMAT = "ai4cellfate.FateDataset"
+_FORMAT_VERSION = 1
+
+
+def _jsonable(obj):
+    """Convert numpy scalars / arrays / tuples inside ``obj`` to JSON types."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+@dataclass(eq=False, repr=False)
+class FateDataset:
+    """Single-cell crops with fate labels, lineage groups and a sample table.
+
+    What :func:`~ai4cellfate.datasets.load_ctc` and
+    :func:`~ai4cellfate.datasets.make_fate_dataset` return: the arrays
+    ``CellFateAAE.fit`` takes, plus what is needed to split honestly
+    (``groups``) and to compare with hand-picked features (``table``).
+
+    Parameters
+    ----------
+    X : array-like of shape (n, h, w) or (n, h, w, c)
+        Crops, stored as float32. Background (outside the nucleus mask) is 0.
+    y : ndarray of shape (n,)
+        Fate labels: 1 divides, 0 does not, 2 unknown outcome (only when
+        unknown outcomes were kept).
+    groups : ndarray of shape (n,)
+        Root lineage id of each sample, for
+        :class:`~sklearn.model_selection.GroupKFold`: samples of one lineage
+        (a cell, its earlier and later frames, its relatives) are correlated.
+    table : pandas.DataFrame
+        One row per sample: ``track_id``, ``t``, ``y``, ``x`` (position in the
+        movie), ``label``, ``label_reason`` and per-cell measurements
+        (``area``, ``mean_intensity``, ...); see
+        :func:`~ai4cellfate.datasets.make_fate_dataset`.
+    meta : dict, default={}
+        JSON-serialisable facts about how the dataset was made (parameters,
+        counts of dropped samples, intensity range).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from ai4cellfate.datasets import FateDataset
+    >>> rng = np.random.default_rng(0)
+    >>> data = FateDataset(
+    ...     X=rng.random((40, 20, 20), dtype=np.float32),
+    ...     y=np.tile([0, 0, 0, 1], 10),
+    ...     groups=np.repeat(np.arange(20), 2),
+    ...     table=pd.DataFrame({"track_id": np.arange(40)}),
+    ... )
+    >>> len(data), data.class_counts()
+    (40, {0: 30, 1: 10})
+    >>> train, test = data.train_test_split(test_size=0.25, random_state=0)
+    >>> len(train) + len(test) == 40
+    True
+    >>> set(train.groups) & set(test.groups)
+    set()
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    groups: np.ndarray
+    table: pd.DataFrame
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        try:
+            self.X = np.asarray(self.X, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise TypeError("X must be an array of numbers (it is stored as float32).") from None
+        self.y = np.asarray(self.y)
+        self.groups = np.asarray(self.groups)
+        if self.X.ndim not in (3, 4):
+            raise ValueError(
+                f"X must have shape (n, h, w) or (n, h, w, c), got shape {self.X.shape}."
+            )
+        n = len(self.X)
+        if self.y.shape != (n,):
+            raise ValueError(f"y must have shape ({n},) to match X, got {self.y.shape}.")
+        if self.groups.shape != (n,):
+            raise ValueError(
+                f"groups must have shape ({n},) to match X, got {self.groups.shape}."
+            )
+        if not isinstance(self.table, pd.DataFrame):
+            raise TypeError(
+                f"table must be a pandas DataFrame, got {type(self.table).__name__}."
+            )
+        if len(self.table) != n:
+            raise ValueError(f"table must have {n} rows to match X, got {len(self.table)}.")
+        if not isinstance(self.meta, dict):
+            raise TypeError(f"meta must be a dict, got {type(self.meta).__name__}.")
+
+    def __len__(self):
+        return len(self.y)
+
+    def __repr__(self):
+        return (
+            f"FateDataset(n={len(self)}, X={self.X.shape} {self.X.dtype.name}, "
+            f"classes={self.class_counts()}, groups={len(np.unique(self.groups))})"
+        )
+
+    def class_counts(self):
+        """Number of samples per label.
+
+        Returns
+        -------
+        dict
+            ``{label: count}``, labels sorted.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> from ai4cellfate.datasets import FateDataset
+        >>> d = FateDataset(np.zeros((3, 4, 4)), np.array([1, 0, 1]),
+        ...                 np.array([5, 5, 6]), pd.DataFrame(index=range(3)))
+        >>> d.class_counts()
+        {0: 1, 1: 2}
+        """
+        labels, counts = np.unique(self.y, return_counts=True)
+        return {_jsonable(k): int(c) for k, c in zip(labels, counts)}
+
+    def summary(self):
+        """A short human-readable description.
+
+        Returns
+        -------
+        str
+            Samples, crop shape, class counts, lineage groups and, when known,
+            how many candidate samples were dropped and why.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> from ai4cellfate.datasets import FateDataset
+        >>> d = FateDataset(np.zeros((3, 4, 4)), np.array([1, 0, 1]),
+        ...                 np.array([5, 5, 6]), pd.DataFrame(index=range(3)))
+        >>> print(d.summary())
+        3 samples of shape (4, 4), float32; classes {0: 1, 1: 2}; 2 lineage groups
+        """
+        lines = [
+            f"{len(self)} samples of shape {self.X.shape[1:]}, {self.X.dtype.name}; "
+            f"classes {self.class_counts()}; {len(np.unique(self.groups))} lineage groups"
+        ]
+        dropped = self.meta.get("dropped")
+        if dropped:
+            parts = ", ".join(f"{k} {v}" for k, v in dropped.items() if v)
+            lines.append(f"dropped: {parts or 'none'}")
+        return "\n".join(lines)
+
+    def subset(self, index):
+        """The samples at ``index`` as a new FateDataset.
+
+        Parameters
+        ----------
+        index : array-like of int or bool
+            Positions (or a boolean mask) of the samples to keep.
+
+        Returns
+        -------
+        FateDataset
+            Copies of the selected rows; ``meta`` is shared (shallow copy).
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> from ai4cellfate.datasets import FateDataset
+        >>> d = FateDataset(np.zeros((3, 4, 4)), np.array([1, 0, 1]),
+        ...                 np.array([5, 5, 6]), pd.DataFrame(index=range(3)))
+        >>> d.subset([0, 2]).y.tolist()
+        [1, 1]
+        """
+        index = np.asarray(index)
+        if index.dtype == bool:
+            if index.shape != (len(self),):
+                raise ValueError(
+                    f"index as a boolean mask must have shape ({len(self)},), "
+                    f"got {index.shape}."
+                )
+            index = np.flatnonzero(index)
+        elif index.size and not np.issubdtype(index.dtype, np.integer):
+            raise TypeError(f"index must hold integers or booleans, got {index.dtype}.")
+        index = index.astype(np.intp, copy=False)
+        return FateDataset(
+            X=self.X[index],
+            y=self.y[index],
+            groups=self.groups[index],
+            table=self.table.iloc[index].reset_index(drop=True),
+            meta=dict(self.meta),
+        )
+
+    def train_test_split(self, test_size=0.2, *, random_state=None):
+        """Split into train and test sets, stratified and by lineage group.
+
+        All samples of one lineage group land on the same side, and each class
+        is split in about the proportion ``test_size``. Groups are visited in
+        random order (largest first) and each goes to the test set when that
+        brings the test set's per-class counts closer to their targets, so the
+        proportions are approximate when groups are large.
+
+        Parameters
+        ----------
+        test_size : float, default=0.2
+            Target fraction of each class in the test set, in (0, 1).
+        random_state : int, RandomState instance or None, default=None
+            Seed for the order in which groups are assigned.
+
+        Returns
+        -------
+        train, test : FateDataset
+            Two datasets with no lineage group in common.
+
+        Raises
+        ------
+        ValueError
+            If ``test_size`` is not in (0, 1), or the groups are too few or too
+            large to give both sides samples.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> from ai4cellfate.datasets import FateDataset
+        >>> y = np.array([0, 0, 1, 0] * 25)
+        >>> d = FateDataset(np.zeros((100, 4, 4)), y, np.arange(100) // 2,
+        ...                 pd.DataFrame(index=range(100)))
+        >>> train, test = d.train_test_split(0.2, random_state=0)
+        >>> len(train), len(test), test.class_counts()
+        (80, 20, {0: 15, 1: 5})
+        """
+        if (
+            isinstance(test_size, bool)
+            or not isinstance(test_size, numbers.Real)
+            or not 0 < test_size < 1
+        ):
+            raise ValueError(f"test_size must be a float in (0, 1), got {test_size!r}.")
+        rng = check_random_state(random_state)
+        uniq, g_idx = np.unique(self.groups, return_inverse=True)
+        if len(uniq) < 2:
+            raise ValueError(
+                f"a group-aware split needs at least 2 lineage groups, got {len(uniq)}."
+            )
+        classes, y_idx = np.unique(self.y, return_inverse=True)
+        counts = np.zeros((len(uniq), len(classes)))
+        np.add.at(counts, (g_idx, y_idx), 1)
+        totals = counts.sum(axis=0)
+        target = test_size * totals
+        order = rng.permutation(len(uniq))
+        order = order[np.argsort(-counts[order].sum(axis=1), kind="stable")]
+        in_test = np.zeros(len(uniq), dtype=bool)
+        current = np.zeros(len(classes))
+
+        def cost(c):
+            return np.sum(np.abs(c - target) / totals)
+
+        for g in order:
+            new = current + counts[g]
+            if cost(new) < cost(current):
+                in_test[g] = True
+                current = new
+        test_mask = in_test[g_idx]
+        if test_mask.all() or not test_mask.any():
+            raise ValueError(
+                f"cannot split {len(uniq)} lineage groups into train and test with "
+                f"test_size={test_size}: the groups are too few or too large."
+            )
+        return self.subset(~test_mask), self.subset(test_mask)
+
+    # ------------------------------------------------------------------ I/O
+    def save(self, path, *, overwrite=False):
+        """Write the dataset to one ``.npz`` file (no pickle), atomically.
+
+        The table is stored column by column and ``meta`` as JSON, so the file
+        loads with ``numpy.load(allow_pickle=False)``. The file is written to
+        a temporary name in the same folder and then renamed, so a crash never
+        leaves a half-written file under ``path``.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Destination file name, used as given (``.npz`` is conventional).
+        overwrite : bool, default=False
+            Replace an existing file. Otherwise an existing file raises
+            :class:`FileExistsError`.
+
+        Returns
+        -------
+        pathlib.Path
+            The path written.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np, pandas as pd
+        >>> from ai4cellfate.datasets import FateDataset
+        >>> d = FateDataset(np.ones((2, 4, 4), np.float32), np.array([0, 1]),
+        ...                 np.array([7, 8]), pd.DataFrame({"track_id": [7, 8]}))
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     p = d.save(os.path.join(tmp, "d.npz"))
+        ...     FateDataset.load(p).table["track_id"].tolist()
+        [7, 8]
+        """
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str or path-like, got {type(path).__name__}.")
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise FileExistsError(
+                f"path {str(path)!r} exists; pass overwrite=True to replace it."
+            )
+        if not path.parent.is_dir():
+            raise ValueError(f"path's folder {str(path.parent)!r} does not exist.")
+        arrays = {"X": self.X, "y": self.y, "groups": self.groups}
+        columns = []
+        for i, name in enumerate(self.table.columns):
+            col = self.table[name]
+            dtype = str(col.dtype)
+            key = f"table_{i}"
+            info = {"name": str(name), "key": key, "dtype": dtype}
+            if col.dtype.kind in "biufcmM" and not isinstance(
+                col.dtype, pd.api.extensions.ExtensionDtype
+            ):
+                arrays[key] = col.to_numpy()
+            elif col.dtype.kind in "iufb" or dtype in ("Int64", "Int32", "Float64", "boolean"):
+                # pandas nullable: values as float with NaN for missing
+                arrays[key] = col.astype("float64").to_numpy()
+            else:
+                null = col.isna().to_numpy()
+                arrays[key] = np.asarray(
+                    ["" if m else str(v) for v, m in zip(col.to_numpy(), null)], dtype=str
+                )
+                if null.any():
+                    arrays[key + "_null"] = null
+                    info["null_key"] = key + "_null"
+            columns.append(info)
+        header = {
+            "format": _FORMAT,
+            "version": _FORMAT_VERSION,
+            "columns": columns,
+            "meta": _jsonable(self.meta),
+        }
+        arrays["header"] = np.asarray(json.dumps(header))
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path):
+        """Read a dataset written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or path-like
+            A ``.npz`` file written by :meth:`save`.
+
+        Returns
+        -------
+        FateDataset
+
+        Raises
+        ------
+        ValueError
+            If the file is not a saved FateDataset.
+
+        Examples
+        --------
+        See :meth:`save`.
+        """
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str or path-like, got {type(path).__name__}.")
+        with np.load(path, allow_pickle=False) as f:
+            if "header" not in f.files:
+                raise ValueError(f"path {str(path)!r} is not a saved FateDataset.")
+            header = json.loads(str(f["header"]))
+            if header.get("format") != _FORMAT:
+                raise ValueError(f"path {str(path)!r} is not a saved FateDataset.")
+            if header.get("version", 0) > _FORMAT_VERSION:
+                raise ValueError(
+                    f"path {str(path)!r} was written by a newer ai4cellfate "
+                    f"(format version {header['version']})."
+                )
+            data = {}
+            for info in header["columns"]:
+                values = f[info["key"]]
+                if "null_key" in info:
+                    values = values.astype(object)
+                    values[f[info["null_key"]]] = None
+                col = pd.Series(values)
+                try:
+                    col = col.astype(info["dtype"])
+                except (TypeError, ValueError):
+                    pass
+                data[info["name"]] = col
+            table = pd.DataFrame(data) if data else pd.DataFrame(index=range(len(f["y"])))
+            return cls(
+                X=f["X"], y=f["y"], groups=f["groups"], table=table, meta=header["meta"]
+            )
