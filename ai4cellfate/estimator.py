@@ -87,12 +87,19 @@ def _make_callbacks():
         training that diverges leaves a usable model.
         """
 
-        def __init__(self, stage, rows):
+        def __init__(self, stage, rows, snapshot):
             super().__init__()
             self.stage = stage
             self.rows = rows
+            self.snapshot = snapshot  # shared by both stages
             self.bad = None
-            self.last_good = None
+
+        def _keep_weights(self):
+            self.snapshot["weights"] = [np.array(w) for w in self.model.get_weights()]
+
+        def on_train_begin(self, logs=None):
+            if "weights" not in self.snapshot:
+                self._keep_weights()
 
         def on_epoch_end(self, epoch, logs=None):
             logs = {k: float(v) for k, v in (logs or {}).items()}
@@ -103,8 +110,7 @@ def _make_callbacks():
                 self.model.stop_training = True
                 return
             self.rows.append({"epoch": epoch, "stage": self.stage, **logs})
-            self.last_good = [v.numpy() if hasattr(v, "numpy") else np.asarray(v)
-                              for v in self.model.get_weights()]
+            self._keep_weights()
 
     return EpochRecorder
 
@@ -360,7 +366,18 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=rng_seed)
-                train, val = next(cv.split(np.zeros(n), y_enc, groups))
+                folds = list(cv.split(np.zeros(n), y_enc, groups))
+            # The first fold whose validation part holds every class.
+            usable = [f for f in folds if len(np.unique(y_enc[f[1]])) == n_classes
+                      and len(np.unique(y_enc[f[0]])) == n_classes]
+            if not usable:
+                raise ValueError(
+                    f"No group-aware validation split of validation_fraction={vf:g} keeps "
+                    f"every class on both sides ({n_groups} groups, class counts "
+                    f"{counts.tolist()}); give more groups per class or set "
+                    "validation_fraction=0."
+                )
+            train, val = usable[0]
         else:
             n_val = int(math.ceil(vf * n))
             if counts.min() < 2 or n_val < n_classes or n - n_val < n_classes:
@@ -500,7 +517,7 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         )
         self.model_ = model
         Recorder = _make_callbacks()
-        rows = []
+        rows, snapshot = [], {}
         s1 = p["stage1_epochs"]
         thresholds = {
             "min_centroid_distance": p["min_centroid_distance"],
@@ -521,14 +538,14 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                     lambda_recon=5.0 * p["lambda_adv"], lambda_adv=p["lambda_adv"],
                     lambda_contra=0.0, lambda_cov=0.0,
                 )
-                recorder = Recorder(1, rows)
+                recorder = Recorder(1, rows, snapshot)
                 model.fit(X_tr, y_tr, epochs=s1, callbacks=[recorder], **fit_kwargs)
             if recorder is None or recorder.bad is None:
                 model.set_loss_weights(
                     lambda_recon=p["lambda_recon"], lambda_adv=p["lambda_adv"],
                     lambda_contra=p["lambda_contra"], lambda_cov=p["lambda_cov"],
                 )
-                recorder = Recorder(2, rows)
+                recorder = Recorder(2, rows, snapshot)
                 # The recorder runs first, so a non-finite epoch is caught
                 # before the criteria look at it.
                 model.fit(X_tr, y_tr, initial_epoch=s1, epochs=s1 + p["max_epochs"],
@@ -540,8 +557,7 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         if recorder is not None and recorder.bad is not None:
             epoch, terms = recorder.bad
             stop = _STOP_REASONS["nonfinite"]
-            if recorder.last_good is not None:
-                model.set_weights(recorder.last_good)
+            model.set_weights(snapshot["weights"])
             self._nonfinite_message = (
                 f"Training stopped at epoch {epoch + 1} (stage {recorder.stage}): "
                 f"non-finite {', '.join(terms)}. The estimator keeps the weights of the "
@@ -659,7 +675,8 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         y_pred : ndarray of shape (n_samples,)
             Labels from ``classes_``.
         """
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def _check_Z(self, Z):
         A = np.asarray(Z)
@@ -732,8 +749,10 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        diagnostics : dict
-            See :func:`ai4cellfate.metrics.latent_diagnostics`.
+        diagnostics : pandas.Series
+            KL divergence per dimension, correlations, class-centroid
+            distance and normality p-values; see
+            :func:`ai4cellfate.metrics.latent_diagnostics`.
         """
         from .metrics import latent_diagnostics
 

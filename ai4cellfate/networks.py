@@ -43,6 +43,14 @@ class _SpectralNormMixin:
             trainable=False,
         )
 
+    # Conv2D and Dense save only kernel and bias (their quantisation-aware
+    # format); save every variable, power-iteration vector included.
+    def save_own_variables(self, store):
+        layers.Layer.save_own_variables(self, store)
+
+    def load_own_variables(self, store):
+        layers.Layer.load_own_variables(self, store)
+
     def _normalized_kernel(self, training):
         kernel = self.kernel
         w = ops.reshape(kernel, (-1, kernel.shape[-1]))
