@@ -95,10 +95,22 @@ class SpectralConv2D(_SpectralNormMixin, layers.Conv2D):
 
     def call(self, inputs, training=None):
         kernel = self._normalized_kernel(bool(training))
+        strides = self.strides
+        if (
+            tuple(self.kernel_size) == (1, 1)
+            and tuple(strides) != (1, 1)
+            and self.data_format == "channels_last"
+        ):
+            # A strided 1x1 convolution reads every s-th pixel: slice, then
+            # convolve with stride 1. Same result; and PyTorch 2.13's CPU
+            # backward of strided 1x1 convolutions on channels-last input
+            # corrupts the heap (hangs or "corrupted size vs. prev_size").
+            inputs = inputs[:, :: strides[0], :: strides[1], :]
+            strides = (1, 1)
         outputs = ops.conv(
             inputs,
             kernel,
-            strides=self.strides,
+            strides=strides,
             padding=self.padding,
             dilation_rate=self.dilation_rate,
             data_format=self.data_format,
