@@ -71,6 +71,11 @@ def check_images(X, *, image_shape=None, name="X", value_range=(0.0, 1.0)):
         Wrong number of dimensions, empty, non-finite or out-of-range values,
         images smaller than 4 x 4, or a shape that differs from ``image_shape``.
     """
+    if hasattr(X, "tocsr") or hasattr(X, "toarray"):  # scipy.sparse
+        raise TypeError(
+            f"{name} is a sparse matrix; sparse input is not supported. Pass dense "
+            "images, e.g. X.toarray() reshaped to (n, height, width)."
+        )
     if hasattr(X, "to_numpy"):  # pandas
         X = X.to_numpy()
     try:

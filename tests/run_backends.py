@@ -1,0 +1,64 @@
+"""Run the test suite under each installed Keras backend.
+
+Usage::
+
+    python tests/run_backends.py            # full suite + doctests on torch,
+                                            # backend-contract tests on jax and tensorflow
+    python tests/run_backends.py --full     # the full suite on every backend
+    python tests/run_backends.py jax        # only the named backend(s)
+
+Extra arguments after ``--`` go to pytest. The Keras backend must be chosen
+before Keras is imported, so every backend runs in its own process. Exits
+non-zero if any run fails.
+"""
+
+import argparse
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BACKENDS = {"torch": "torch", "jax": "jax", "tensorflow": "tensorflow"}
+#: The backend that runs everything (no compile step: fastest on tiny test models).
+PRIMARY = "torch"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("backends", nargs="*", choices=[[], *BACKENDS], default=[])
+    parser.add_argument("--full", action="store_true", help="full suite on every backend")
+    args, extra = parser.parse_known_args(argv)
+    extra = [a for a in extra if a != "--"]
+    chosen = args.backends or list(BACKENDS)
+    results = {}
+    for backend in chosen:
+        if importlib.util.find_spec(BACKENDS[backend]) is None:
+            print(f"[run_backends] {backend}: not installed", flush=True)
+            results[backend] = "missing"
+            continue
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        if args.full or backend == PRIMARY:
+            cmd += ["tests", "--doctest-modules", "ai4cellfate",
+                    "--ignore=ai4cellfate/training/_jax.py",
+                    "--ignore=ai4cellfate/training/_tensorflow.py",
+                    "--ignore=ai4cellfate/training/_torch.py"]
+        else:
+            cmd += ["tests", "-m", "backend"]
+        cmd += extra
+        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", MPLBACKEND="Agg")
+        print(f"[run_backends] {backend}: {' '.join(cmd[1:])}", flush=True)
+        start = time.time()
+        rc = subprocess.call(cmd, cwd=ROOT, env=env)
+        results[backend] = f"{'passed' if rc == 0 else f'FAILED (exit {rc})'} in {time.time() - start:.0f} s"
+    print("[run_backends] summary:", flush=True)
+    for backend, result in results.items():
+        print(f"  {backend:<11} {result}", flush=True)
+    failed = [b for b, r in results.items() if r.startswith("FAILED")]
+    missing = [b for b, r in results.items() if r == "missing"]
+    return 1 if failed or (missing and not args.backends) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
