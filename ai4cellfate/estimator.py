@@ -148,7 +148,8 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         Adam learning rate of the autoencoder and the discriminator (Adam with
         ``beta_1=0, beta_2=0.9`` as in the authors' code).
     stage1_epochs : int, default=15
-        Epochs of stage 1.
+        Epochs of stage 1 (reconstruction weight ``5 * lambda_adv``, or
+        ``lambda_recon`` when ``lambda_adv`` is 0).
     min_epochs : int, default=50
         Stage-2 epochs that must run before the criteria may stop training.
     max_epochs : int, default=100
@@ -159,7 +160,10 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         code uses 0.5; the preprint writes ">= 1" but reports 0.68 for its
         final model, so 1 cannot have been enforced.
     max_kl : float, default=0.2
-        Criterion 2: KL divergence to N(0, 1) of every latent dimension.
+        Criterion 2: KL divergence to N(0, 1) of every latent dimension,
+        estimated (100-bin histogram, as the authors) on the latents of all
+        training samples: on a small validation split alone the estimate is
+        biased far above 0.2 even for Gaussian latents.
     min_accuracy : float, default=0.65
         Criterion 3a: balanced accuracy of the latent classifier on the
         validation split.
@@ -486,8 +490,12 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         X_tr = np.ascontiguousarray(X_tr[order])
         y_tr = y_tr[order].astype("float32")
 
-        self._train_model(p, seed, X_tr, y_tr, images[train], y_enc[train],
-                          images[val], y_enc[val])
+        X_crit, y_crit = images[train], y_enc[train]
+        if val is train:  # validation_fraction=0: criteria on the training data
+            X_val, y_val = X_crit, y_crit
+        else:
+            X_val, y_val = images[val], y_enc[val]
+        self._train_model(p, seed, X_tr, y_tr, X_crit, y_crit, X_val, y_val)
         # The latent classifier sees all of the user's training data.
         self._fit_head(self._encode(images), y_enc)
         if self.stop_reason_ == _STOP_REASONS["nonfinite"]:
@@ -534,8 +542,11 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         fit_kwargs = dict(batch_size=p["batch_size"], shuffle=True, verbose=int(self.verbose))
         try:
             if s1 > 0:
+                # Spec: lambda_recon = 5 x lambda_adv in stage 1; with the
+                # adversarial loss switched off (ablations) keep lambda_recon.
+                stage1_recon = 5.0 * p["lambda_adv"] if p["lambda_adv"] > 0 else p["lambda_recon"]
                 model.set_loss_weights(
-                    lambda_recon=5.0 * p["lambda_adv"], lambda_adv=p["lambda_adv"],
+                    lambda_recon=stage1_recon, lambda_adv=p["lambda_adv"],
                     lambda_contra=0.0, lambda_cov=0.0,
                 )
                 recorder = Recorder(1, rows, snapshot)

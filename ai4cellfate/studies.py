@@ -1,0 +1,1071 @@
+"""The preprint's studies, each one call returning a tidy DataFrame.
+
+Every study cross-validates: the crops are split into folds (by default
+:class:`~sklearn.model_selection.StratifiedGroupKFold` when ``groups`` are
+given, so that correlated cells of one lineage never sit on both sides of a
+split, and :class:`~sklearn.model_selection.StratifiedKFold` otherwise), every
+model is fitted on the training part of a fold only and scored on its test
+part. Anything fitted (scalers, the choice of the best feature pair, the
+autoencoder's validation split) sees the training part only. Folds (and
+seeds, and settings) run in parallel with ``n_jobs`` through :mod:`joblib`.
+
+The result has one row per model, setting, fold and seed, with at least the
+columns ``model``, ``fold``, ``seed``, ``balanced_accuracy`` (the preprint's
+"accuracy") and ``precision`` (of fate 1, "divides", unless ``pos_label``
+says otherwise), ``n_train`` and ``n_test``, plus the study's own setting:
+
+================================  ====================================
+study                             setting column(s)
+================================  ====================================
+:func:`compare_models`            ``features``
+:func:`ablation`                  ``setting``
+:func:`latent_dim_study`          ``latent_dim`` (+ correlations)
+:func:`label_budget_study`        ``budget``, ``n_labelled``
+:func:`time_point_study`          ``time_point``
+================================  ====================================
+
+:func:`summarize` averages any of them over folds and seeds. Matching figures
+are in :mod:`ai4cellfate.plotting` (``plot_model_comparison``,
+``plot_ablation``, ``plot_latent_dim_study``, ``plot_label_budget``,
+``plot_time_points``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import numbers
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from . import metrics as _metrics
+
+__all__ = [
+    "ABLATIONS",
+    "COMPARE_MODELS",
+    "ablation",
+    "compare_models",
+    "label_budget_study",
+    "latent_dim_study",
+    "make_cv",
+    "summarize",
+    "time_point_study",
+]
+
+#: Models of :func:`compare_models`, in the order they are reported.
+COMPARE_MODELS = (
+    "CellFateAAE",
+    "CellFateAAE (no engineering)",
+    "OptimisedMLP",
+    "LogisticRegression",
+    "SimpleClassifier (best pair)",
+    "SimpleClassifier (pair)",
+)
+
+#: Settings of :func:`ablation`: name -> CellFateAAE parameters changed.
+ABLATIONS = {
+    "full": {},
+    "no reconstruction": {"lambda_recon": 0.0},
+    "no adversarial": {"lambda_adv": 0.0},
+    "no contrastive": {"lambda_contra": 0.0},
+    "no covariance": {"lambda_cov": 0.0},
+    "no engineering": {"lambda_contra": 0.0, "lambda_cov": 0.0},
+    "reconstruction only": {"lambda_adv": 0.0, "lambda_contra": 0.0, "lambda_cov": 0.0},
+}
+
+_BUDGET_MODELS = ("CellFateAAE", "LogisticRegression")
+_METRICS = (
+    "balanced_accuracy",
+    "precision",
+    "max_abs_correlation",
+    "mean_abs_correlation",
+    "centroid_distance",
+)
+_SETTING_COLUMNS = ("model", "features", "setting", "latent_dim", "budget", "time_point")
+
+
+# --------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------
+
+
+def _is_int(v):
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+
+def _check_data(X, y, groups, pos_label):
+    """Crops, binary labels and optional groups, checked before any work."""
+    if isinstance(X, (str, bytes)) or not hasattr(X, "__len__"):
+        raise TypeError(f"X must be an array of crops, got {type(X).__name__}.")
+    X = np.asarray(X)
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"X must hold numbers, got dtype {X.dtype}.")
+    if X.ndim not in (3, 4):
+        raise ValueError(
+            f"X must have shape (n, H, W) or (n, H, W, C), got shape {X.shape}."
+        )
+    if not np.all(np.isfinite(X)):
+        raise ValueError("X contains NaN or infinite values.")
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != len(X):
+        raise ValueError(
+            f"y must be a 1-D array with one label per crop ({len(X)}), got shape "
+            f"{y.shape}."
+        )
+    classes = np.unique(y)
+    if len(classes) < 2:
+        raise ValueError(f"y must contain at least two fates, got {classes.tolist()}.")
+    if len(classes) > 2 and pos_label is None:
+        raise ValueError(
+            f"y holds {len(classes)} classes {classes.tolist()}; the studies compare "
+            "two fates (drop unknown outcomes first) or need pos_label for precision."
+        )
+    if pos_label is not None and pos_label not in classes.tolist():
+        raise ValueError(f"pos_label={pos_label!r} is not a class of y {classes.tolist()}.")
+    if groups is not None:
+        groups = np.asarray(groups)
+        if groups.ndim != 1 or len(groups) != len(X):
+            raise ValueError(
+                f"groups must be a 1-D array with one group per crop ({len(X)}), got "
+                f"shape {groups.shape}."
+            )
+    return X, y, groups
+
+
+def _check_seeds(seeds):
+    if _is_int(seeds):
+        seeds = (seeds,)
+    try:
+        seeds = tuple(seeds)
+    except TypeError:
+        raise TypeError(f"seeds must be an int or a sequence of ints, got {seeds!r}.") from None
+    if not seeds or not all(_is_int(s) and s >= 0 for s in seeds):
+        raise ValueError(
+            f"seeds must be a non-empty sequence of non-negative ints, got {seeds!r}."
+        )
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct, got {seeds!r}.")
+    return tuple(int(s) for s in seeds)
+
+
+def _check_n_jobs(n_jobs):
+    if n_jobs is not None and (not _is_int(n_jobs) or n_jobs == 0):
+        raise ValueError(f"n_jobs must be None or a non-zero int, got {n_jobs!r}.")
+
+
+def _check_random_state(random_state):
+    if random_state is not None and not (_is_int(random_state) and random_state >= 0):
+        raise ValueError(
+            f"random_state must be None or a non-negative int, got {random_state!r}."
+        )
+
+
+def _check_epochs(baseline_epochs):
+    if not _is_int(baseline_epochs) or baseline_epochs < 1:
+        raise ValueError(
+            f"baseline_epochs must be a positive int, got {baseline_epochs!r}."
+        )
+
+
+def _check_models(models, allowed, name="models"):
+    if models is None:
+        return tuple(allowed)
+    if isinstance(models, str):
+        models = (models,)
+    models = tuple(models)
+    unknown = [m for m in models if m not in allowed]
+    if unknown or not models:
+        raise ValueError(f"{name} must name some of {list(allowed)}, got {list(models)}.")
+    return tuple(m for m in allowed if m in models)
+
+
+def _aae_template(aae, aae_params, study):
+    """An unfitted CellFateAAE (or ``aae``) with ``aae_params`` set."""
+    if aae is None:
+        from .estimator import CellFateAAE  # lazy: keeps this module light
+
+        aae = CellFateAAE()
+    elif not all(hasattr(aae, m) for m in ("fit", "predict", "get_params", "set_params")):
+        raise TypeError(
+            f"aae must be an unfitted CellFateAAE-like estimator, got {type(aae).__name__}."
+        )
+    valid = aae.get_params(deep=False)
+    unknown = sorted(set(aae_params) - set(valid))
+    if unknown:
+        raise TypeError(
+            f"{study}() got unexpected keyword argument(s) {unknown}: extra keyword "
+            f"arguments must be parameters of {type(aae).__name__}."
+        )
+    return clone(aae).set_params(**aae_params)
+
+
+def _tabular(X, features, feature_names):
+    """Region features of ``X`` (per-crop measurements: nothing is fitted)."""
+    if features is None:
+        from .features import RegionFeatures
+
+        rf = RegionFeatures()
+        F = rf.fit_transform(X)
+        return F, [str(n) for n in rf.get_feature_names_out()]
+    try:
+        F = np.asarray(features, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError("features must be a numeric array (n_samples, n_features).") from None
+    if F.ndim != 2 or len(F) != len(X) or F.shape[1] < 1:
+        raise ValueError(
+            f"features must have shape ({len(X)}, n_features), got {F.shape}."
+        )
+    if not np.all(np.isfinite(F)):
+        raise ValueError("features contains NaN or infinite values.")
+    if feature_names is None:
+        names = [f"feature{i}" for i in range(F.shape[1])]
+    else:
+        names = [str(n) for n in feature_names]
+        if len(names) != F.shape[1]:
+            raise ValueError(
+                f"feature_names has {len(names)} names for {F.shape[1]} feature columns."
+            )
+    return F, names
+
+
+# --------------------------------------------------------------------------
+# Cross-validation
+# --------------------------------------------------------------------------
+
+
+def make_cv(cv=5, groups=None, random_state=0):
+    """The default splitter of the studies.
+
+    Parameters
+    ----------
+    cv : int or splitter, default=5
+        Number of folds; a splitter object (with ``split``) or an iterable of
+        ``(train, test)`` index pairs is returned unchanged.
+    groups : array-like, default=None
+        Lineage (or cell) ids. When given, the folds are made by
+        :class:`~sklearn.model_selection.StratifiedGroupKFold` so that no
+        group is on both sides of a split; otherwise by
+        :class:`~sklearn.model_selection.StratifiedKFold`.
+    random_state : int or None, default=0
+        Seed of the fold shuffling.
+
+    Returns
+    -------
+    cv : splitter or iterable
+        Something :func:`sklearn.model_selection.check_cv` understands.
+
+    Examples
+    --------
+    >>> make_cv(3, groups=[0, 0, 1, 1, 2, 2])
+    StratifiedGroupKFold(n_splits=3, random_state=0, shuffle=True)
+    """
+    if _is_int(cv):
+        if cv < 2:
+            raise ValueError(f"cv must be at least 2 folds, got {cv}.")
+        if groups is not None:
+            return StratifiedGroupKFold(n_splits=int(cv), shuffle=True, random_state=random_state)
+        return StratifiedKFold(n_splits=int(cv), shuffle=True, random_state=random_state)
+    if isinstance(cv, (str, bytes, float, bool)) or cv is None:
+        raise TypeError(
+            f"cv must be an int, a splitter or an iterable of (train, test) index pairs, "
+            f"got {cv!r}."
+        )
+    if not (hasattr(cv, "split") or hasattr(cv, "__iter__")):
+        raise TypeError(
+            f"cv must be an int, a splitter or an iterable of (train, test) index pairs, "
+            f"got {type(cv).__name__}."
+        )
+    return cv
+
+
+def _folds(cv, y, groups, random_state, where=""):
+    """Materialised, checked ``(train, test)`` index pairs."""
+    splitter = make_cv(cv, groups, random_state)
+    n = len(y)
+    if hasattr(splitter, "split"):
+        folds = list(splitter.split(np.zeros((n, 1)), y, groups))
+    else:
+        folds = list(splitter)
+    if not folds:
+        raise ValueError(f"cv gave no (train, test) splits{where}.")
+    out = []
+    for k, fold in enumerate(folds):
+        try:
+            train, test = (np.asarray(a, dtype=np.intp).ravel() for a in fold)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"cv must give (train, test) index pairs; split {k} is {fold!r}."
+            ) from None
+        if len(train) == 0 or len(test) == 0:
+            raise ValueError(f"cv split {k}{where} has an empty training or test set.")
+        if train.min() < 0 or test.min() < 0 or max(train.max(), test.max()) >= n:
+            raise ValueError(f"cv split {k}{where} has indices outside 0..{n - 1}.")
+        if np.intersect1d(train, test).size:
+            raise ValueError(f"cv split {k}{where} puts samples in training and test.")
+        if len(np.unique(y[train])) < 2:
+            raise ValueError(
+                f"cv split {k}{where} has a single fate in its training set; use fewer "
+                "folds."
+            )
+        if groups is not None:
+            shared = np.intersect1d(groups[train], groups[test])
+            if shared.size:
+                raise ValueError(
+                    f"cv split {k}{where} puts group(s) {shared[:5].tolist()} in both "
+                    "training and test; with groups, use a group-aware splitter "
+                    "(e.g. an int cv)."
+                )
+        out.append((train, test))
+    return out
+
+
+def _inner_split(y, groups, seed):
+    """A stratified (group-aware) 3:1 split of a training set, for selection."""
+    counts = np.unique(y, return_counts=True)[1]
+    n_splits = int(min(4, counts.min()))
+    if groups is not None:
+        n_splits = min(n_splits, len(np.unique(groups)))
+    if n_splits < 2:
+        idx = np.arange(len(y))
+        return idx, idx
+    if groups is not None:
+        splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    else:
+        splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    train, val = next(splitter.split(np.zeros((len(y), 1)), y, groups))
+    if len(np.unique(y[train])) < 2 or len(val) == 0:
+        idx = np.arange(len(y))
+        return idx, idx
+    return train, val
+
+
+def _run(function, tasks, n_jobs):
+    if n_jobs is None or n_jobs == 1:
+        results = [function(**task) for task in tasks]
+    else:
+        results = Parallel(n_jobs=n_jobs)(delayed(function)(**task) for task in tasks)
+    return [row for rows in results for row in rows]
+
+
+def _frame(rows, setting_columns, extra=()):
+    columns = (
+        ["model", *setting_columns, "fold", "seed", "balanced_accuracy", "precision"]
+        + list(extra)
+        + ["n_train", "n_test"]
+    )
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return pd.DataFrame(columns=columns)
+    return df[columns + [c for c in df.columns if c not in columns]]
+
+
+# --------------------------------------------------------------------------
+# Fitting and scoring inside one fold
+# --------------------------------------------------------------------------
+
+
+def _scores(y_true, y_pred, pos_label):
+    return {
+        "balanced_accuracy": _metrics.balanced_accuracy(y_true, y_pred),
+        "precision": _metrics.precision(y_true, y_pred, pos_label=pos_label),
+    }
+
+
+def _logistic_regression(seed):
+    return make_pipeline(
+        StandardScaler(),
+        LogisticRegression(class_weight="balanced", max_iter=2000, random_state=seed),
+    )
+
+
+def _fit_aae(template, seed, overrides, X, y, groups, train):
+    est = clone(template).set_params(random_state=seed, **overrides)
+    est.fit(X[train], y[train], groups=None if groups is None else groups[train])
+    return est
+
+
+def _latent_scores(Z, y):
+    """Off-diagonal correlations and class separation of latent vectors."""
+    out = {"max_abs_correlation": np.nan, "mean_abs_correlation": np.nan,
+           "centroid_distance": np.nan}
+    Z = np.asarray(Z, dtype=np.float64)
+    if Z.ndim == 2 and np.all(np.isfinite(Z)) and len(Z) >= 2:
+        if Z.shape[1] >= 2:
+            corr = _metrics.latent_correlation(Z)
+            off = np.abs(corr[~np.eye(len(corr), dtype=bool)])
+            if np.isfinite(off).any():
+                out["max_abs_correlation"] = float(np.nanmax(off))
+                out["mean_abs_correlation"] = float(np.nanmean(off))
+        if len(np.unique(y)) >= 2:
+            out["centroid_distance"] = _metrics.centroid_distance(Z, y)
+    return out
+
+
+def _compare_task(*, X, y, F, names, groups, train, test, fold, seed, models,
+                  template, baseline_epochs, pos_label):
+    rows = []
+    y_test = y[test]
+
+    def add(model, features, y_pred):
+        rows.append({"model": model, "features": features, "fold": fold, "seed": seed,
+                     **_scores(y_test, y_pred, pos_label),
+                     "n_train": len(train), "n_test": len(test)})
+
+    if "CellFateAAE" in models:
+        est = _fit_aae(template, seed, {}, X, y, groups, train)
+        add("CellFateAAE", "image", est.predict(X[test]))
+    if "CellFateAAE (no engineering)" in models:
+        est = _fit_aae(template, seed, ABLATIONS["no engineering"], X, y, groups, train)
+        add("CellFateAAE (no engineering)", "image", est.predict(X[test]))
+    if "OptimisedMLP" in models:
+        from .baselines import OptimisedMLP
+
+        clf = OptimisedMLP(epochs=baseline_epochs, random_state=seed).fit(F[train], y[train])
+        add("OptimisedMLP", "region features", clf.predict(F[test]))
+    if "LogisticRegression" in models:
+        clf = _logistic_regression(seed).fit(F[train], y[train])
+        add("LogisticRegression", "region features", clf.predict(F[test]))
+    pair_models = {"SimpleClassifier (best pair)", "SimpleClassifier (pair)"} & set(models)
+    if pair_models and F.shape[1] >= 2:
+        from .baselines import _PairSimpleClassifier
+
+        pairs = list(itertools.combinations(range(F.shape[1]), 2))
+        pair_names = [f"{names[a]} + {names[b]}" for a, b in pairs]
+
+        def pair_model():
+            return _PairSimpleClassifier(pairs=pairs, epochs=baseline_epochs,
+                                         random_state=seed)
+
+        pred = pair_model().fit(F[train], y[train]).predict(F[test])  # (n_test, n_pairs)
+        if "SimpleClassifier (best pair)" in models:
+            # The pair is chosen on a split of the training data, never on test.
+            g_train = None if groups is None else groups[train]
+            inner_tr, inner_val = _inner_split(y[train], g_train, seed)
+            F_tr, y_tr = F[train], y[train]
+            inner = pair_model().fit(F_tr[inner_tr], y_tr[inner_tr]).predict(F_tr[inner_val])
+            val = [_metrics.balanced_accuracy(y_tr[inner_val], inner[:, p])
+                   for p in range(len(pairs))]
+            best = int(np.argmax(val))
+            add("SimpleClassifier (best pair)", pair_names[best], pred[:, best])
+        if "SimpleClassifier (pair)" in models:
+            for p, name in enumerate(pair_names):
+                add("SimpleClassifier (pair)", name, pred[:, p])
+    return rows
+
+
+def _aae_setting_task(*, X, y, groups, train, test, fold, seed, template, overrides,
+                      setting_column, setting, pos_label, latent=False):
+    est = _fit_aae(template, seed, overrides, X, y, groups, train)
+    row = {"model": "CellFateAAE", setting_column: setting, "fold": fold, "seed": seed,
+           **_scores(y[test], est.predict(X[test]), pos_label)}
+    if latent:
+        row.update(_latent_scores(est.transform(X[test]), y[test]))
+    row.update(n_train=len(train), n_test=len(test))
+    return [row]
+
+
+def _stratified_subsample(y, n, rng):
+    """Indices of ``n`` of ``y``'s samples, class proportions kept (>= 1 each)."""
+    classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    if n >= len(y):
+        return np.arange(len(y))
+    target = n * counts / counts.sum()
+    alloc = np.minimum(np.maximum(1, np.floor(target).astype(int)), counts)
+    while alloc.sum() < n:
+        room = np.where(alloc < counts, target - alloc, -np.inf)
+        alloc[int(np.argmax(room))] += 1
+    while alloc.sum() > n:
+        alloc[int(np.argmax(np.where(alloc > 1, alloc - target, -np.inf)))] -= 1
+    picked = [rng.choice(np.flatnonzero(inverse == k), size=a, replace=False)
+              for k, a in enumerate(alloc)]
+    return np.sort(np.concatenate(picked))
+
+
+def _budget_task(*, X, y, F, groups, train, test, fold, seed, budget, models, template,
+                 pos_label, random_state):
+    entropy = [seed, fold, 0 if budget is None else budget]
+    if random_state is not None:
+        entropy.append(random_state)
+    rng = np.random.default_rng(entropy)
+    sub = train if budget is None else train[_stratified_subsample(y[train], budget, rng)]
+    rows = []
+    base = {"budget": budget, "n_labelled": len(sub), "fold": fold, "seed": seed}
+    if "CellFateAAE" in models:
+        est = _fit_aae(template, seed, {}, X, y, groups, sub)
+        rows.append({"model": "CellFateAAE", **base,
+                     **_scores(y[test], est.predict(X[test]), pos_label),
+                     "centroid_distance": _latent_scores(est.transform(X[test]), y[test])[
+                         "centroid_distance"],
+                     "n_train": len(sub), "n_test": len(test)})
+    if "LogisticRegression" in models:
+        clf = _logistic_regression(seed).fit(F[sub], y[sub])
+        rows.append({"model": "LogisticRegression", **base,
+                     **_scores(y[test], clf.predict(F[test]), pos_label),
+                     "centroid_distance": np.nan,
+                     "n_train": len(sub), "n_test": len(test)})
+    return rows
+
+
+def _time_point_task(*, X, y, F, groups, index, train, test, fold, seed, time_point,
+                     models, template, pos_label):
+    tr, te = index[train], index[test]
+    rows = []
+    base = {"time_point": time_point, "fold": fold, "seed": seed}
+    if "CellFateAAE" in models:
+        est = _fit_aae(template, seed, {}, X, y, groups, tr)
+        rows.append({"model": "CellFateAAE", **base,
+                     **_scores(y[te], est.predict(X[te]), pos_label),
+                     "n_train": len(tr), "n_test": len(te)})
+    if "LogisticRegression" in models:
+        clf = _logistic_regression(seed).fit(F[tr], y[tr])
+        rows.append({"model": "LogisticRegression", **base,
+                     **_scores(y[te], clf.predict(F[te]), pos_label),
+                     "n_train": len(tr), "n_test": len(te)})
+    return rows
+
+
+# --------------------------------------------------------------------------
+# Studies
+# --------------------------------------------------------------------------
+
+
+def compare_models(
+    X,
+    y,
+    groups=None,
+    cv=5,
+    seeds=(42,),
+    n_jobs=None,
+    *,
+    models=None,
+    features=None,
+    feature_names=None,
+    baseline_epochs=50,
+    aae=None,
+    pos_label=None,
+    random_state=0,
+    **aae_params,
+):
+    """CellFateAAE against hand-picked features, cross-validated (spec 7, 9).
+
+    In every fold and for every seed, fits on the training part and scores on
+    the test part:
+
+    - ``"CellFateAAE"`` on the crops;
+    - ``"CellFateAAE (no engineering)"``: the same without latent-space
+      engineering (``lambda_contra = lambda_cov = 0``);
+    - ``"OptimisedMLP"``: the tabular MLP of Supplementary Table 6
+      (:class:`~ai4cellfate.baselines.OptimisedMLP`) on all region features;
+    - ``"LogisticRegression"``: class-balanced logistic regression on the
+      standardised region features;
+    - ``"SimpleClassifier (pair)"``: the simple classifier
+      (:class:`~ai4cellfate.baselines.SimpleClassifier`) on every pair of
+      region features (78 pairs for 13 features), one row per pair;
+    - ``"SimpleClassifier (best pair)"``: the pair chosen on a stratified
+      (group-aware) quarter of the training part held out for validation,
+      scored on the test part: an honest "best hand-picked pair" (picking
+      the best of the per-pair rows by their test scores would be
+      optimistic).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, H, W) or (n_samples, H, W, C)
+        Crops, as for :class:`~ai4cellfate.CellFateAAE`.
+    y : array-like of shape (n_samples,)
+        Fates (two classes).
+    groups : array-like of shape (n_samples,), default=None
+        Lineage ids: folds never split a group, and CellFateAAE's validation
+        split is group-aware too.
+    cv : int, splitter or iterable of (train, test), default=5
+        Folds (see :func:`make_cv`).
+    seeds : int or sequence of int, default=(42,)
+        Model seeds (``random_state`` of every model); the preprint uses
+        42, 43, 44. The folds do not change with the seed.
+    n_jobs : int, default=None
+        Number of joblib workers over (fold, seed) pairs; ``None``: run in
+        this process; ``-1``: all processors.
+    models : sequence of str, default=None
+        A subset of :data:`COMPARE_MODELS`; ``None`` runs them all.
+    features : array-like of shape (n_samples, n_features), default=None
+        Hand-picked features for the tabular models; ``None`` measures the
+        crops with :class:`~ai4cellfate.features.RegionFeatures` (per-crop
+        measurements, nothing fitted, so computing them once is leak-free).
+    feature_names : sequence of str, default=None
+        Names of the columns of ``features``.
+    baseline_epochs : int, default=50
+        Training epochs of the Keras baselines.
+    aae : estimator, default=None
+        Unfitted template for the autoencoder models, cloned in every fold;
+        ``None`` means ``CellFateAAE()``.
+    pos_label : label, default=None
+        The fate ``precision`` refers to; ``None``: fate 1 ("divides").
+    random_state : int or None, default=0
+        Seed of the fold shuffling.
+    **aae_params
+        Parameters of every CellFateAAE fitted (e.g. ``max_epochs=60``).
+
+    Returns
+    -------
+    results : pandas.DataFrame
+        One row per model, feature set, fold and seed: ``model``,
+        ``features`` (``"image"``, ``"region features"`` or ``"a + b"`` for a
+        pair), ``fold``, ``seed``, ``balanced_accuracy``, ``precision``,
+        ``n_train``, ``n_test``.
+
+    See Also
+    --------
+    summarize : mean and standard deviation over folds and seeds.
+    ai4cellfate.plotting.plot_model_comparison : the matching figure.
+
+    Examples
+    --------
+    >>> from ai4cellfate.datasets import make_nuclei
+    >>> X, y = make_nuclei(60, random_state=0)
+    >>> res = compare_models(X, y, cv=3, models=["LogisticRegression"])
+    >>> print(res[["model", "features", "fold", "seed"]].head(2).to_string(index=False))
+                 model        features  fold  seed
+    LogisticRegression region features     0    42
+    LogisticRegression region features     1    42
+    >>> bool(res["balanced_accuracy"].mean() > 0.8)
+    True
+    """
+    X, y, groups = _check_data(X, y, groups, pos_label)
+    seeds = _check_seeds(seeds)
+    _check_n_jobs(n_jobs)
+    _check_random_state(random_state)
+    _check_epochs(baseline_epochs)
+    asked = models
+    models = _check_models(models, COMPARE_MODELS)
+    needs_aae = any(m.startswith("CellFateAAE") for m in models)
+    template = _aae_template(aae, aae_params, "compare_models") if needs_aae else None
+    if aae_params and not needs_aae:
+        _aae_template(aae, aae_params, "compare_models")  # still reject typos
+    folds = _folds(cv, y, groups, random_state)
+    needs_tabular = any(not m.startswith("CellFateAAE") for m in models)
+    if needs_tabular:
+        F, names = _tabular(X, features, feature_names)
+    else:
+        F, names = None, None
+    pair_models = [m for m in models if m.startswith("SimpleClassifier")]
+    if pair_models and F.shape[1] < 2:
+        if asked is not None:
+            raise ValueError(f"models {pair_models} need at least two features, got one.")
+        models = tuple(m for m in models if m not in pair_models)
+    tasks = [
+        dict(X=X, y=y, F=F, names=names, groups=groups, train=train, test=test,
+             fold=k, seed=seed, models=models, template=template,
+             baseline_epochs=baseline_epochs, pos_label=pos_label)
+        for k, (train, test) in enumerate(folds)
+        for seed in seeds
+    ]
+    rows = _run(_compare_task, tasks, n_jobs)
+    return _frame(rows, ["features"])
+
+
+def ablation(
+    X,
+    y,
+    groups=None,
+    cv=5,
+    seeds=(42,),
+    n_jobs=None,
+    *,
+    settings=None,
+    aae=None,
+    pos_label=None,
+    random_state=0,
+    **aae_params,
+):
+    """CellFateAAE with each loss switched off in turn.
+
+    Parameters
+    ----------
+    X, y, groups, cv, seeds, n_jobs, aae, pos_label, random_state
+        As in :func:`compare_models`; ``n_jobs`` runs over (setting, fold,
+        seed).
+    settings : sequence of str or dict, default=None
+        Names from :data:`ABLATIONS` (``None``: all of them: ``"full"``,
+        ``"no reconstruction"``, ``"no adversarial"``, ``"no contrastive"``,
+        ``"no covariance"``, ``"no engineering"`` (contrastive and covariance
+        off) and ``"reconstruction only"``), or a dict mapping setting names
+        to the CellFateAAE parameters they change.
+    **aae_params
+        Parameters shared by every setting.
+
+    Returns
+    -------
+    results : pandas.DataFrame
+        One row per setting, fold and seed: ``model`` (``"CellFateAAE"``),
+        ``setting``, ``fold``, ``seed``, ``balanced_accuracy``,
+        ``precision``, ``n_train``, ``n_test``.
+
+    Notes
+    -----
+    A loss weight of 0 also applies to the first training stage, where
+    CellFateAAE weights reconstruction by ``5 * lambda_adv``: with
+    ``lambda_adv = 0`` the first stage does not train the autoencoder.
+
+    Examples
+    --------
+    >>> res = ablation(X, y, groups, settings=["full", "no contrastive"])  # doctest: +SKIP
+    """
+    X, y, groups = _check_data(X, y, groups, pos_label)
+    seeds = _check_seeds(seeds)
+    _check_n_jobs(n_jobs)
+    _check_random_state(random_state)
+    if settings is None:
+        settings = dict(ABLATIONS)
+    elif isinstance(settings, dict):
+        if not settings:
+            raise ValueError("settings must not be empty.")
+        for name, params in settings.items():
+            if not isinstance(params, dict):
+                raise TypeError(
+                    f"settings[{name!r}] must be a dict of CellFateAAE parameters, got "
+                    f"{type(params).__name__}."
+                )
+        settings = {str(k): dict(v) for k, v in settings.items()}
+    else:
+        names = _check_models(settings, tuple(ABLATIONS), name="settings")
+        settings = {n: ABLATIONS[n] for n in names}
+    template = _aae_template(aae, aae_params, "ablation")
+    valid = template.get_params(deep=False)
+    for name, params in settings.items():
+        unknown = sorted(set(params) - set(valid))
+        if unknown:
+            raise ValueError(
+                f"settings[{name!r}] changes unknown CellFateAAE parameter(s) {unknown}."
+            )
+    folds = _folds(cv, y, groups, random_state)
+    tasks = [
+        dict(X=X, y=y, groups=groups, train=train, test=test, fold=k, seed=seed,
+             template=template, overrides=params, setting_column="setting",
+             setting=name, pos_label=pos_label)
+        for name, params in settings.items()
+        for k, (train, test) in enumerate(folds)
+        for seed in seeds
+    ]
+    return _frame(_run(_aae_setting_task, tasks, n_jobs), ["setting"])
+
+
+def latent_dim_study(
+    X,
+    y,
+    groups=None,
+    cv=5,
+    seeds=(42, 43, 44),
+    n_jobs=None,
+    *,
+    latent_dims=(2, 3, 5, 10),
+    aae=None,
+    pos_label=None,
+    random_state=0,
+    **aae_params,
+):
+    """CellFateAAE with latent spaces of several sizes, and their correlations.
+
+    Parameters
+    ----------
+    X, y, groups, cv, n_jobs, aae, pos_label, random_state
+        As in :func:`compare_models`; ``n_jobs`` runs over (dimension, fold,
+        seed).
+    seeds : int or sequence of int, default=(42, 43, 44)
+        Model seeds (the preprint's three).
+    latent_dims : sequence of int, default=(2, 3, 5, 10)
+        Latent sizes (``latent_dim`` of CellFateAAE).
+    **aae_params
+        Parameters shared by every model.
+
+    Returns
+    -------
+    results : pandas.DataFrame
+        One row per dimension, fold and seed: ``model``, ``latent_dim``,
+        ``fold``, ``seed``, ``balanced_accuracy``, ``precision``,
+        ``max_abs_correlation`` and ``mean_abs_correlation`` (largest and
+        mean absolute Pearson correlation between two latent features of the
+        test crops), ``centroid_distance`` (between the fates' test
+        centroids), ``n_train``, ``n_test``.
+
+    Examples
+    --------
+    >>> res = latent_dim_study(X, y, groups, latent_dims=(2, 5))  # doctest: +SKIP
+    """
+    X, y, groups = _check_data(X, y, groups, pos_label)
+    seeds = _check_seeds(seeds)
+    _check_n_jobs(n_jobs)
+    _check_random_state(random_state)
+    if _is_int(latent_dims):
+        latent_dims = (latent_dims,)
+    try:
+        latent_dims = tuple(latent_dims)
+    except TypeError:
+        raise TypeError(f"latent_dims must be a sequence of ints, got {latent_dims!r}.") from None
+    if not latent_dims or not all(_is_int(d) and d >= 1 for d in latent_dims):
+        raise ValueError(
+            f"latent_dims must be a non-empty sequence of positive ints, got {latent_dims!r}."
+        )
+    if "latent_dim" in aae_params:
+        raise TypeError("latent_dim_study() sets latent_dim itself; use latent_dims.")
+    template = _aae_template(aae, aae_params, "latent_dim_study")
+    folds = _folds(cv, y, groups, random_state)
+    tasks = [
+        dict(X=X, y=y, groups=groups, train=train, test=test, fold=k, seed=seed,
+             template=template, overrides={"latent_dim": int(d)},
+             setting_column="latent_dim", setting=int(d), pos_label=pos_label,
+             latent=True)
+        for d in latent_dims
+        for k, (train, test) in enumerate(folds)
+        for seed in seeds
+    ]
+    return _frame(
+        _run(_aae_setting_task, tasks, n_jobs),
+        ["latent_dim"],
+        extra=("max_abs_correlation", "mean_abs_correlation", "centroid_distance"),
+    )
+
+
+def label_budget_study(
+    X,
+    y,
+    groups=None,
+    cv=5,
+    seeds=(42,),
+    n_jobs=None,
+    *,
+    budgets=(50, 100, 200, 500, None),
+    models=None,
+    features=None,
+    aae=None,
+    pos_label=None,
+    random_state=0,
+    **aae_params,
+):
+    """Performance against the number of labelled training cells.
+
+    In every fold, ``budget`` cells are drawn from the training part (class
+    proportions kept, at least one cell of each fate; a new draw for every
+    seed), the models are fitted on them and scored on the whole test part,
+    which is the same for every budget.
+
+    Parameters
+    ----------
+    X, y, groups, cv, seeds, n_jobs, aae, pos_label, random_state
+        As in :func:`compare_models`; ``n_jobs`` runs over (budget, fold,
+        seed).
+    budgets : sequence of int or None, default=(50, 100, 200, 500, None)
+        Numbers of labelled training cells; ``None`` (or a number above the
+        training part's size) uses the whole training part.
+    models : sequence of str, default=None
+        Some of ``"CellFateAAE"`` and ``"LogisticRegression"`` (on region
+        features, a cheap reference); ``None``: both.
+    features : array-like of shape (n_samples, n_features), default=None
+        Features of the logistic regression; ``None``: region features.
+    **aae_params
+        Parameters of every CellFateAAE fitted.
+
+    Returns
+    -------
+    results : pandas.DataFrame
+        One row per model, budget, fold and seed: ``model``, ``budget``
+        (as asked; a nullable integer column, missing for "all"),
+        ``n_labelled`` (cells used), ``fold``, ``seed``,
+        ``balanced_accuracy``, ``precision``,
+        ``centroid_distance`` (test crops in latent space, CellFateAAE only),
+        ``n_train``, ``n_test``.
+
+    Examples
+    --------
+    >>> res = label_budget_study(X, y, groups, budgets=(100, 500))  # doctest: +SKIP
+    """
+    X, y, groups = _check_data(X, y, groups, pos_label)
+    seeds = _check_seeds(seeds)
+    _check_n_jobs(n_jobs)
+    _check_random_state(random_state)
+    models = _check_models(models, _BUDGET_MODELS)
+    if budgets is None or _is_int(budgets):
+        budgets = (budgets,)
+    try:
+        budgets = tuple(budgets)
+    except TypeError:
+        raise TypeError(f"budgets must be a sequence of ints, got {budgets!r}.") from None
+    n_classes = len(np.unique(y))
+    if not budgets or not all(b is None or (_is_int(b) and b >= n_classes) for b in budgets):
+        raise ValueError(
+            f"budgets must be ints of at least {n_classes} (one cell per fate) or None, "
+            f"got {budgets!r}."
+        )
+    budgets = tuple(None if b is None else int(b) for b in budgets)
+    template = (
+        _aae_template(aae, aae_params, "label_budget_study")
+        if "CellFateAAE" in models or aae_params
+        else None
+    )
+    F = _tabular(X, features, None)[0] if "LogisticRegression" in models else None
+    folds = _folds(cv, y, groups, random_state)
+    tasks = [
+        dict(X=X, y=y, F=F, groups=groups, train=train, test=test, fold=k, seed=seed,
+             budget=b, models=models, template=template, pos_label=pos_label,
+             random_state=random_state)
+        for b in budgets
+        for k, (train, test) in enumerate(folds)
+        for seed in seeds
+    ]
+    df = _frame(_run(_budget_task, tasks, n_jobs), ["budget", "n_labelled"],
+                extra=("centroid_distance",))
+    df["budget"] = pd.array(
+        [None if pd.isna(b) else int(b) for b in df["budget"]], dtype="Int64"
+    )
+    return df
+
+
+def time_point_study(
+    X,
+    y,
+    time_point,
+    groups=None,
+    cv=5,
+    seeds=(42,),
+    n_jobs=None,
+    *,
+    models=None,
+    features=None,
+    aae=None,
+    pos_label=None,
+    random_state=0,
+    **aae_params,
+):
+    """One model per relative time point of the cells' lifetimes.
+
+    For data with several frames per cell, e.g. a
+    :class:`~ai4cellfate.datasets.FateDataset` made with
+    ``frames="lifetime"`` (11 frames per cell, at 0%, 10%, ..., 100% of its
+    lifetime: ``time_point=data.table["time_point"]``). The crops of each
+    time point are cross-validated on their own, with the same folds
+    settings, so every model sees one frame per cell.
+
+    Parameters
+    ----------
+    X, y, groups, cv, seeds, n_jobs, aae, pos_label, random_state
+        As in :func:`compare_models`; ``n_jobs`` runs over (time point,
+        fold, seed).
+    time_point : array-like of shape (n_samples,)
+        The time point of every crop (e.g. 0..10, or the relative time).
+    models : sequence of str, default=None
+        Some of ``"CellFateAAE"`` and ``"LogisticRegression"`` (on region
+        features); ``None``: both.
+    features : array-like of shape (n_samples, n_features), default=None
+        Features of the logistic regression; ``None``: region features.
+    **aae_params
+        Parameters of every CellFateAAE fitted.
+
+    Returns
+    -------
+    results : pandas.DataFrame
+        One row per model, time point, fold and seed: ``model``,
+        ``time_point``, ``fold``, ``seed``, ``balanced_accuracy``,
+        ``precision``, ``n_train``, ``n_test``.
+
+    Examples
+    --------
+    >>> res = time_point_study(data.X, data.y, data.table["time_point"],
+    ...                        data.groups)  # doctest: +SKIP
+    """
+    X, y, groups = _check_data(X, y, groups, pos_label)
+    time_point = np.asarray(time_point)
+    if time_point.ndim != 1 or len(time_point) != len(X):
+        raise ValueError(
+            f"time_point must be a 1-D array with one value per crop ({len(X)}), got "
+            f"shape {time_point.shape}."
+        )
+    if time_point.dtype.kind not in "biuf" or not np.all(np.isfinite(time_point)):
+        raise ValueError("time_point must hold finite numbers.")
+    seeds = _check_seeds(seeds)
+    _check_n_jobs(n_jobs)
+    _check_random_state(random_state)
+    models = _check_models(models, _BUDGET_MODELS)
+    template = (
+        _aae_template(aae, aae_params, "time_point_study")
+        if "CellFateAAE" in models or aae_params
+        else None
+    )
+    F = _tabular(X, features, None)[0] if "LogisticRegression" in models else None
+    tasks = []
+    for t in np.unique(time_point):
+        index = np.flatnonzero(time_point == t)
+        g = None if groups is None else groups[index]
+        folds = _folds(cv, y[index], g, random_state, where=f" (time point {t})")
+        value = t.item()
+        tasks += [
+            dict(X=X, y=y, F=F, groups=groups, index=index, train=train, test=test,
+                 fold=k, seed=seed, time_point=value, models=models, template=template,
+                 pos_label=pos_label)
+            for k, (train, test) in enumerate(folds)
+            for seed in seeds
+        ]
+    return _frame(_run(_time_point_task, tasks, n_jobs), ["time_point"])
+
+
+def summarize(results, by=None):
+    """Mean and standard deviation of a study's metrics over folds and seeds.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        What a study returned.
+    by : str or list of str, default=None
+        Columns to group by; ``None``: those of ``model``, ``features``,
+        ``setting``, ``latent_dim``, ``budget`` and ``time_point`` present.
+
+    Returns
+    -------
+    summary : pandas.DataFrame
+        One row per group: the ``by`` columns, ``<metric>_mean`` and
+        ``<metric>_std`` for every metric present and ``n`` (rows averaged).
+        Sorted as the groups first appear in ``results``. A missing
+        ``budget`` reads ``"all"``; the features of a model that has one row
+        per fold and seed but different features in different folds (the
+        best pair of :func:`compare_models`) read ``"chosen per fold"``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> res = pd.DataFrame({"model": ["a", "a", "b"], "fold": [0, 1, 0],
+    ...                     "seed": [42, 42, 42], "balanced_accuracy": [0.6, 0.8, 0.5],
+    ...                     "precision": [0.5, 0.7, 0.5]})
+    >>> summarize(res)[["model", "balanced_accuracy_mean", "n"]].round(2).values.tolist()
+    [['a', 0.7, 2], ['b', 0.5, 1]]
+    """
+    if not isinstance(results, pd.DataFrame):
+        raise TypeError(f"results must be a pandas DataFrame, got {type(results).__name__}.")
+    if by is None:
+        by = [c for c in _SETTING_COLUMNS if c in results.columns]
+    elif isinstance(by, str):
+        by = [by]
+    else:
+        by = list(by)
+    missing = [c for c in by if c not in results.columns]
+    if missing or not by:
+        raise ValueError(f"by names columns not in results: {missing or by}.")
+    values = [m for m in _METRICS if m in results.columns]
+    if not values:
+        raise ValueError(f"results has none of the metric columns {list(_METRICS)}.")
+    keys = results[by].astype(object).where(results[by].notna(), "all")
+    if "features" in by and "model" in by and {"fold", "seed"} <= set(results.columns):
+        # A model with one row per fold and seed whose feature set changes
+        # between folds (the best pair, chosen in each fold) is one group.
+        for model, rows in results.groupby("model", sort=False):
+            once = not rows.duplicated(["fold", "seed"]).any()
+            if once and rows["features"].nunique() > 1:
+                keys.loc[rows.index, "features"] = "chosen per fold"
+    grouped = results[values].groupby([keys[c] for c in by], sort=False, dropna=False)
+    out = grouped.agg(["mean", "std"])
+    out.columns = [f"{m}_{stat}" for m, stat in out.columns]
+    out["n"] = grouped.size().to_numpy()
+    out = out.reset_index()
+    return out
