@@ -1,0 +1,109 @@
+"""Training and inference speed of CellFateAAE on each installed Keras backend.
+
+For each backend (in its own process): warm images/second of stage-1 and stage-2
+training on 2,184 crops of 20 x 20 at batch 30 (the preprint's training set), and
+transform throughput on 100,000 crops. Prints a table.
+
+Targets on a 2-core CPU: stage-2 >= 4,000 images/s on the fastest backend; stage 2
+no slower than 1.3 x stage 1 on the same backend; transform >= 50,000 crops/s.
+
+Usage: python benchmarks/train_speed.py [--backends jax torch tensorflow]
+       [--epochs 3] [--torch-threads N]
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+
+N_TRAIN, BATCH, N_TRANSFORM = 2184, 30, 100_000
+
+
+def measure(epochs):
+    import keras
+    import numpy as np
+
+    from ai4cellfate.datasets import make_nuclei
+    from ai4cellfate.training import AdversarialAutoencoder
+
+    X, y = make_nuclei(N_TRAIN, random_state=0)
+    X = X[..., None]
+    y = y.astype("float32")
+    model = AdversarialAutoencoder((20, 20, 1), seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3, beta_1=0.0, beta_2=0.9))
+    n_steps = N_TRAIN // BATCH
+    Xs, ys = X[: n_steps * BATCH], y[: n_steps * BATCH]  # whole batches
+    out = {"backend": keras.backend.backend()}
+
+    def rate(stage):
+        if stage == 1:
+            model.set_loss_weights(lambda_recon=20.0, lambda_contra=0.0, lambda_cov=0.0)
+        else:
+            model.set_loss_weights(lambda_recon=8.0, lambda_contra=6.0, lambda_cov=1e-4)
+        t = time.perf_counter()
+        model.fit(Xs, ys, batch_size=BATCH, epochs=1, verbose=0)  # warm-up/compile
+        first = time.perf_counter() - t
+        t = time.perf_counter()
+        model.fit(Xs, ys, batch_size=BATCH, epochs=epochs, verbose=0)
+        return len(Xs) * epochs / (time.perf_counter() - t), first
+
+    out["stage1_img_s"], out["first_epoch_s"] = rate(1)
+    out["stage2_img_s"], _ = rate(2)
+    big = np.random.default_rng(0).random((N_TRANSFORM, 20, 20, 1), dtype=np.float32)
+    model.encoder.predict(big[:8192], batch_size=1024, verbose=0)  # warm-up
+    t = time.perf_counter()
+    model.encoder.predict(big, batch_size=1024, verbose=0)
+    out["transform_crops_s"] = N_TRANSFORM / (time.perf_counter() - t)
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", nargs="*", default=["jax", "tensorflow", "torch"])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="OMP_NUM_THREADS for the torch run (default: unset)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print("RESULT " + json.dumps(measure(args.epochs)), flush=True)
+        return 0
+    rows = []
+    for backend in args.backends:
+        if importlib.util.find_spec(backend) is None:
+            print(f"{backend}: not installed")
+            continue
+        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+        if backend == "torch" and args.torch_threads:
+            env["OMP_NUM_THREADS"] = str(args.torch_threads)
+        res = subprocess.run([sys.executable, __file__, "--child", "--epochs", str(args.epochs)],
+                             env=env, capture_output=True, text=True)
+        line = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
+        if res.returncode or not line:
+            print(f"{backend}: failed\n{res.stderr[-2000:]}")
+            continue
+        rows.append(json.loads(line[0][7:]))
+    print(f"\n{'backend':<11} {'stage 1 img/s':>14} {'stage 2 img/s':>14} {'s2/s1 time':>11} "
+          f"{'transform crops/s':>18} {'first epoch s':>14}")
+    for r in rows:
+        ratio = r["stage1_img_s"] / r["stage2_img_s"]
+        print(f"{r['backend']:<11} {r['stage1_img_s']:>14,.0f} {r['stage2_img_s']:>14,.0f} "
+              f"{ratio:>11.2f} {r['transform_crops_s']:>18,.0f} {r['first_epoch_s']:>14.1f}")
+    if rows:
+        best2 = max(r["stage2_img_s"] for r in rows)
+        best_t = max(r["transform_crops_s"] for r in rows)
+        print(f"\ntargets: stage 2 >= 4,000 img/s: {best2:,.0f} "
+              f"({'met' if best2 >= 4000 else 'NOT met'}); "
+              f"transform >= 50,000 crops/s: {best_t:,.0f} "
+              f"({'met' if best_t >= 50000 else 'NOT met'}); "
+              "stage 2 <= 1.3 x stage 1 time: "
+              + ", ".join(f"{r['backend']} {r['stage1_img_s'] / r['stage2_img_s']:.2f}"
+                          for r in rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
