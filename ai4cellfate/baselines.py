@@ -382,7 +382,7 @@ class SimpleClassifier(_KerasClassifier):
     >>> from ai4cellfate.baselines import SimpleClassifier
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(200, 2)); y = (X[:, 0] + X[:, 1] > 0).astype(int)
-    >>> clf = SimpleClassifier(epochs=20, random_state=0).fit(X, y)
+    >>> clf = SimpleClassifier(epochs=100, random_state=0).fit(X, y)
     >>> clf.predict_proba(X).shape
     (200, 2)
     >>> bool(clf.score(X, y) > 0.9)

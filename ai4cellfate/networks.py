@@ -81,7 +81,7 @@ class SpectralConv2D(_SpectralNormMixin, layers.Conv2D):
     --------
     >>> import numpy as np
     >>> layer = SpectralConv2D(4, 3, padding="same", sn_seed=0)
-    >>> layer(np.zeros((1, 8, 8, 2), "float32")).shape
+    >>> tuple(layer(np.zeros((1, 8, 8, 2), "float32")).shape)
     (1, 8, 8, 4)
     """
 
@@ -138,7 +138,7 @@ class SpectralDense(_SpectralNormMixin, layers.Dense):
     Examples
     --------
     >>> import numpy as np
-    >>> SpectralDense(3, sn_seed=0)(np.zeros((2, 5), "float32")).shape
+    >>> tuple(SpectralDense(3, sn_seed=0)(np.zeros((2, 5), "float32")).shape)
     (2, 3)
     """
 
