@@ -112,7 +112,30 @@ def _make_callbacks():
             self.rows.append({"epoch": epoch, "stage": self.stage, **logs})
             self._keep_weights()
 
-    return EpochRecorder
+    class ShuffledBatches(keras.utils.PyDataset):
+        """Whole batches in an order reshuffled every epoch by our own generator.
+
+        Keras' built-in shuffling draws from each backend's global random state
+        (``tf.random.shuffle`` on TensorFlow, whose op seeds change from one fit
+        to the next in a process); this keeps ``random_state`` in control.
+        """
+
+        def __init__(self, X, y, batch_size, rng):
+            super().__init__()
+            self.X, self.y, self.batch_size, self.rng = X, y, batch_size, rng
+            self.order = rng.permutation(len(X))
+
+        def __len__(self):
+            return len(self.X) // self.batch_size
+
+        def __getitem__(self, i):
+            idx = np.sort(self.order[i * self.batch_size:(i + 1) * self.batch_size])
+            return self.X[idx], self.y[idx]
+
+        def on_epoch_end(self):
+            self.order = self.rng.permutation(len(self.X))
+
+    return EpochRecorder, ShuffledBatches
 
 
 class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
@@ -524,7 +547,8 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             optimizer=keras.optimizers.Adam(p["learning_rate"], beta_1=0.0, beta_2=0.9)
         )
         self.model_ = model
-        Recorder = _make_callbacks()
+        Recorder, ShuffledBatches = _make_callbacks()
+        batches = ShuffledBatches(X_tr, y_tr, p["batch_size"], np.random.default_rng(seed + 1))
         rows, snapshot = [], {}
         s1 = p["stage1_epochs"]
         thresholds = {
@@ -539,7 +563,7 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         )
         stop = _STOP_REASONS["max_epochs"]
         recorder = None
-        fit_kwargs = dict(batch_size=p["batch_size"], shuffle=True, verbose=int(self.verbose))
+        fit_kwargs = dict(verbose=int(self.verbose))
         try:
             if s1 > 0:
                 # Spec: lambda_recon = 5 x lambda_adv in stage 1; with the
@@ -550,7 +574,7 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                     lambda_contra=0.0, lambda_cov=0.0,
                 )
                 recorder = Recorder(1, rows, snapshot)
-                model.fit(X_tr, y_tr, epochs=s1, callbacks=[recorder], **fit_kwargs)
+                model.fit(batches, epochs=s1, callbacks=[recorder], **fit_kwargs)
             if recorder is None or recorder.bad is None:
                 model.set_loss_weights(
                     lambda_recon=p["lambda_recon"], lambda_adv=p["lambda_adv"],
@@ -559,7 +583,7 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                 recorder = Recorder(2, rows, snapshot)
                 # The recorder runs first, so a non-finite epoch is caught
                 # before the criteria look at it.
-                model.fit(X_tr, y_tr, initial_epoch=s1, epochs=s1 + p["max_epochs"],
+                model.fit(batches, initial_epoch=s1, epochs=s1 + p["max_epochs"],
                           callbacks=[recorder, criteria], **fit_kwargs)
                 if criteria.met:
                     stop = _STOP_REASONS["criteria"]
