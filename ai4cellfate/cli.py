@@ -1,0 +1,1111 @@
+"""The ``ai4cellfate`` command.
+
+Five subcommands take a tracked movie to predictions and a report without
+writing Python::
+
+    ai4cellfate prepare CTC_DIR --format ctc --sequence 02 --horizon 24 -o data.npz
+    ai4cellfate fit data.npz -o model.keras
+    ai4cellfate predict model.keras data.npz -o predictions.csv
+    ai4cellfate report model.keras data.npz -o report/
+    ai4cellfate demo -o demo/
+
+Conventions: results go to stdout, progress, warnings and errors to stderr.
+Exit status 0 on success, 2 on bad usage, 1 on errors (a one-line
+``ai4cellfate: error: ...``; ``--debug`` shows the traceback instead). No
+existing output is replaced without ``--overwrite``, and every output is
+written to a temporary name beside it and renamed when complete, so a failed
+run leaves nothing half-written.
+
+Keras is imported only inside the commands that need it, after ``--backend``
+has set ``KERAS_BACKEND``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+import textwrap
+import time
+import warnings
+from pathlib import Path
+
+from ._version import __version__
+
+__all__ = ["main", "build_parser"]
+
+PROG = "ai4cellfate"
+BACKENDS = ("jax", "tensorflow", "torch")
+#: Backend used when neither --backend nor KERAS_BACKEND says: the first one
+#: installed, in this order (fastest full demo first on a 2-core CPU; see
+#: docs/cli.md for the measurements).
+BACKEND_PREFERENCE = ("tensorflow", "jax", "torch")
+HISTORY_FORMAT = "ai4cellfate-history"
+HISTORY_SUFFIX = ".history.json"
+
+#: Demo settings: synthetic nuclei, cells held out for the report, and the
+#: training parameters (the full demo takes about two minutes on 2 CPU cores).
+#: Augmentation is off: the synthetic nuclei are plentiful, and the 8 flipped
+#: and rotated copies would make every epoch 8 times longer.
+DEMO = {
+    "full": dict(n_samples=800, test_size=0.25,
+                 params=dict(stage1_epochs=5, min_epochs=10, max_epochs=30, augment=False)),
+    "quick": dict(n_samples=200, test_size=0.25,
+                  params=dict(stage1_epochs=1, min_epochs=1, max_epochs=2, augment=False)),
+}
+DEMO_FILES = ("model.keras", "model" + HISTORY_SUFFIX, "nuclei.npz")
+
+
+class UsageError(Exception):
+    """Bad usage: exit status 2 with the subcommand's usage line."""
+
+
+class CommandError(Exception):
+    """An error the user can fix: exit status 1 with a one-line message."""
+
+
+# --------------------------------------------------------------------------
+# Output helpers
+# --------------------------------------------------------------------------
+
+
+def _out(*parts):
+    print(*parts, file=sys.stdout, flush=True)
+
+
+def _err(*parts):
+    print(*parts, file=sys.stderr, flush=True)
+
+
+def _one_line(exc):
+    """One line describing ``exc`` (no traceback)."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        text = f"{exc.filename}: {exc.strerror}"
+    else:
+        text = str(exc) or type(exc).__name__
+        if isinstance(exc, KeyError):
+            text = f"missing key {text}"
+    if not isinstance(exc, (CommandError, UsageError, ValueError, TypeError, OSError,
+                            FloatingPointError)):
+        text = f"{type(exc).__name__}: {text}"
+    return " ".join(text.split())
+
+
+@contextlib.contextmanager
+def _cli_warnings():
+    """Show Python warnings as one-line ``ai4cellfate: warning: ...`` on stderr."""
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        _err(f"{PROG}: warning: {' '.join(str(message).split())}")
+
+    warnings.showwarning = show
+    try:
+        with warnings.catch_warnings():
+            # Keras' noise when saving a subclassed model (it is built).
+            warnings.filterwarnings("ignore", message="You are saving a model that has not")
+            yield
+    finally:
+        warnings.showwarning = previous
+
+
+def _check_new_file(path, overwrite):
+    """Refuse to replace ``path`` unless ``overwrite``; it must not be a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise CommandError(f"{path} is a folder; give a file name")
+    if path.exists() and not overwrite:
+        raise CommandError(f"{path} exists; pass --overwrite to replace it")
+
+
+def _check_new_dir(path, names, overwrite):
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CommandError(f"{path} exists and is not a folder")
+    if path.is_dir() and not overwrite:
+        clash = sorted(n for n in names if (path / n).exists())
+        if clash:
+            raise CommandError(
+                f"{path} already holds {', '.join(clash)}; pass --overwrite to replace them"
+            )
+
+
+@contextlib.contextmanager
+def _atomic_files(*paths):
+    """Yield temporary paths beside ``paths``; rename them into place at the end.
+
+    The temporary names keep each path's suffix (``.keras`` matters to Keras).
+    On an error all temporary files are removed and no path is touched.
+    """
+    paths = [Path(p) for p in paths]
+    for p in paths:
+        p.absolute().parent.mkdir(parents=True, exist_ok=True)
+    tmps = []
+    try:
+        for p in paths:
+            fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.tmp-", suffix=p.suffix,
+                                       dir=p.absolute().parent)
+            os.close(fd)
+            os.unlink(tmp)  # writers create the file themselves
+            tmps.append(Path(tmp))
+        yield tmps
+        for tmp, p in zip(tmps, paths):
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, p)
+    finally:
+        for tmp in tmps:
+            if tmp.exists():
+                tmp.unlink()
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def history_path(model_path):
+    """The training-history file written beside a model.
+
+    Parameters
+    ----------
+    model_path : str or path-like
+        ``.../name.keras``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``.../name.history.json``.
+    """
+    p = Path(model_path)
+    stem = p.name[: -len(".keras")] if p.name.endswith(".keras") else p.name
+    return p.with_name(stem + HISTORY_SUFFIX)
+
+
+# --------------------------------------------------------------------------
+# Backend
+# --------------------------------------------------------------------------
+
+
+def _installed(backend):
+    try:
+        return importlib.util.find_spec(backend) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _jax_cache_dir():
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "ai4cellfate", "jax")
+
+
+def _enable_jax_cache():
+    """Turn on JAX's persistent compilation cache unless the user configured one."""
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return
+    path = _jax_cache_dir()
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return
+    if "jax" in sys.modules:
+        import jax
+
+        if jax.config.jax_compilation_cache_dir:
+            return
+        jax.config.update("jax_compilation_cache_dir", path)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    else:
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = path
+        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+
+def _setup_backend(requested):
+    """Set ``KERAS_BACKEND`` before Keras is imported; return the backend's name."""
+    if requested:
+        name = requested
+        if not _installed(name):
+            raise CommandError(
+                f"the {name} backend is not installed; install it with "
+                f"pip install 'ai4cellfate[{name}]'"
+            )
+    elif os.environ.get("KERAS_BACKEND"):
+        name = os.environ["KERAS_BACKEND"]
+    else:
+        name = next((b for b in BACKEND_PREFERENCE if _installed(b)), None)
+        if name is None:
+            raise CommandError(
+                "no Keras backend is installed; install one, e.g. "
+                "pip install 'ai4cellfate[torch]'"
+            )
+    keras = sys.modules.get("keras")
+    if keras is not None and hasattr(keras, "backend"):
+        current = keras.backend.backend()
+        if current != name:
+            if requested:
+                raise CommandError(
+                    f"Keras already runs on the {current} backend in this process; "
+                    f"--backend {name} must be chosen before Keras is imported"
+                )
+            name = current
+    os.environ["KERAS_BACKEND"] = name
+    if name == "jax":
+        _enable_jax_cache()
+    return name
+
+
+# --------------------------------------------------------------------------
+# Reading inputs
+# --------------------------------------------------------------------------
+
+
+def _require_file(path, what):
+    path = Path(path)
+    if not path.exists():
+        raise CommandError(f"{path}: no such {what} file")
+    if path.is_dir():
+        raise CommandError(f"{path} is a folder, not a {what} file")
+    return path
+
+
+def _read_dataset(path, *, need_labels=True):
+    """A FateDataset from a file: ``prepare``'s .npz, an .npz with X (and y), an .npy of X."""
+    import numpy as np
+    import pandas as pd
+
+    from .datasets import FateDataset
+
+    path = _require_file(path, "dataset")
+    hint = (
+        "expected a dataset .npz written by 'ai4cellfate prepare' (or an .npz holding "
+        "arrays X and y)"
+    )
+    try:
+        obj = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise CommandError(f"{path} is not a dataset: {hint} ({_one_line(exc)})") from None
+    try:
+        if isinstance(obj, np.ndarray):
+            X, y, groups, table = obj, None, None, None
+        else:
+            files = obj.files
+            if "header" in files:
+                obj.close()
+                try:
+                    return FateDataset.load(path)
+                except (ValueError, KeyError, OSError) as exc:
+                    raise CommandError(f"{path} is not a readable dataset: {_one_line(exc)}")
+            if "X" not in files:
+                raise CommandError(f"{path} holds arrays {files}, but no X: {hint}")
+            X = obj["X"]
+            y = obj["y"] if "y" in files else None
+            groups = obj["groups"] if "groups" in files else None
+            table = None
+    finally:
+        if not isinstance(obj, np.ndarray):
+            obj.close()
+    if X.dtype.kind not in "fiub" or X.ndim not in (3, 4):
+        raise CommandError(
+            f"{path}: X must be images of shape (n, height, width[, channels]); got "
+            f"shape {X.shape}, dtype {X.dtype}"
+        )
+    labelled = y is not None
+    if not labelled:
+        if need_labels:
+            raise CommandError(f"{path} has images but no fate labels (array y)")
+        y = np.full(len(X), -1)
+    n = len(X)
+    return FateDataset(
+        X=X, y=y, groups=np.arange(n) if groups is None else groups,
+        table=table if table is not None else pd.DataFrame(index=range(n)),
+        meta={"labelled": labelled},
+    )
+
+
+def _has_labels(data):
+    return data.meta.get("labelled", True) is not False
+
+
+def _fingerprint(data):
+    import numpy as np
+
+    h = hashlib.sha256()
+    X = np.ascontiguousarray(data.X, dtype=np.float32)
+    h.update(str(X.shape).encode())
+    h.update(X.tobytes())
+    h.update(np.asarray(data.y).astype(str).tobytes())
+    return h.hexdigest()
+
+
+def _load_model(path):
+    from .estimator import load
+
+    path = _require_file(path, "model")
+    try:
+        return load(path)
+    except FileNotFoundError as exc:
+        raise CommandError(str(exc)) from None
+    except ValueError as exc:
+        raise CommandError(_one_line(exc)) from None
+
+
+def _read_history(model_path):
+    """The history JSON written by ``fit`` beside a model, or None."""
+    path = history_path(model_path)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        warnings.warn(f"{path} is unreadable; it is ignored", UserWarning, stacklevel=2)
+        return None
+    if not isinstance(record, dict) or record.get("format") != HISTORY_FORMAT:
+        return None
+    return record
+
+
+def _training_overlap(record, data):
+    """How ``data`` relates to the model's training data, from the history record.
+
+    Returns ``(same_file, test_indices)``: whether ``data`` is the file the model
+    was fitted on, and which of its samples were held out (an empty list when
+    none; None when unknown).
+    """
+    if record is None:
+        return None, None
+    info = record.get("data") or {}
+    if info.get("sha256") != _fingerprint(data):
+        return False, None
+    return True, list(record.get("test_indices") or [])
+
+
+# --------------------------------------------------------------------------
+# --param parsing
+# --------------------------------------------------------------------------
+
+_RESERVED = {
+    "random_state": "use --seed",
+    "verbose": "progress is shown unless --quiet is given",
+}
+
+
+def _parse_value(text):
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text.strip()
+
+
+def _parse_params(items):
+    """``name=value`` strings -> dict, names checked against CellFateAAE."""
+    from .estimator import CellFateAAE
+
+    known = CellFateAAE().get_params()
+    params = {}
+    for item in items or ():
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UsageError(f"--param expects NAME=VALUE, got {item!r}")
+        if name in _RESERVED:
+            raise UsageError(f"--param {name} is not allowed: {_RESERVED[name]}")
+        if name not in known:
+            close = [k for k in known if k not in _RESERVED and (name in k or k in name)]
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise UsageError(
+                f"unknown parameter {name!r}{hint} Parameters: "
+                f"{', '.join(k for k in known if k not in _RESERVED)}"
+            )
+        if name in params:
+            raise UsageError(f"--param {name} given twice")
+        params[name] = _parse_value(value)
+    return params
+
+
+def _check_param_values(estimator):
+    """Validate hyper-parameter values before any data is read or model built."""
+    check = getattr(estimator, "_check_params", None)
+    if check is None:
+        return
+    try:
+        check()
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"bad --param value: {_one_line(exc)}") from None
+
+
+# --------------------------------------------------------------------------
+# Training shared by fit and demo
+# --------------------------------------------------------------------------
+
+
+def _progress_level(args):
+    if getattr(args, "quiet", False):
+        return 0
+    return 1 if sys.stderr.isatty() else 2
+
+
+def _split_indices(data, test_size, seed):
+    """Train and test indices: lineage-grouped and stratified (FateDataset's split)."""
+    import numpy as np
+    import pandas as pd
+
+    from .datasets import FateDataset
+
+    n = len(data)
+    if not test_size:
+        return np.arange(n), np.array([], dtype=int)
+    probe = FateDataset(
+        X=np.zeros((n, 1, 1), np.float32), y=data.y, groups=data.groups,
+        table=pd.DataFrame({"i": np.arange(n)}),
+    )
+    try:
+        train, test = probe.train_test_split(test_size, random_state=seed)
+    except ValueError as exc:
+        raise CommandError(f"{_one_line(exc)} Use --test-size 0 to train on all samples.")
+    return (np.sort(train.table["i"].to_numpy()), np.sort(test.table["i"].to_numpy()))
+
+
+def _train(data, params, *, seed, test_size, verbose, data_path):
+    """Fit a CellFateAAE on ``data`` minus a held-out part; return (model, record)."""
+    import numpy as np
+
+    from .estimator import CellFateAAE
+    from .metrics import fate_report
+
+    model = CellFateAAE(**params, random_state=seed, verbose=verbose)
+    train_idx, test_idx = _split_indices(data, test_size, seed)
+    train = data.subset(train_idx)
+    _out(
+        f"training on {len(train)} cells {train.class_counts()}"
+        + (f", {len(test_idx)} held out for testing" if len(test_idx) else "")
+        + f" (backend {os.environ.get('KERAS_BACKEND')}, seed {seed})"
+    )
+    start = time.perf_counter()
+    # Keras writes its progress bar to stdout; stdout is for results.
+    with contextlib.redirect_stdout(sys.stderr):
+        model.fit(train.X, train.y, groups=train.groups)
+    seconds = time.perf_counter() - start
+    if model.stop_reason_ == "interrupted":
+        warnings.warn(
+            f"training was interrupted after {model.n_epochs_} epochs; the model so far "
+            "is kept", UserWarning, stacklevel=2,
+        )
+    test_metrics = None
+    if len(test_idx):
+        test = data.subset(test_idx)
+        y_pred = model.predict(test.X)
+        report = fate_report(test.y, y_pred)["value"]
+        test_metrics = {k: (None if not np.isfinite(v) else float(v))
+                        for k, v in report.items()}
+    history = json.loads(model.history_.to_json(orient="records"))
+    params_out = model.get_params()
+    if params_out.get("image_shape") is not None:
+        params_out["image_shape"] = list(params_out["image_shape"])
+    import keras
+
+    record = {
+        "format": HISTORY_FORMAT,
+        "format_version": 1,
+        "ai4cellfate_version": __version__,
+        "keras_backend": keras.backend.backend(),
+        "seed": seed,
+        "params": params_out,
+        "data": {
+            "path": str(data_path),
+            "sha256": _fingerprint(data),
+            "n_samples": len(data),
+            "class_counts": {str(k): v for k, v in data.class_counts().items()},
+        },
+        "test_size": test_size,
+        "test_indices": [int(i) for i in test_idx],
+        "n_train": int(len(train_idx)),
+        "fit_seconds": round(seconds, 2),
+        "n_epochs": int(model.n_epochs_),
+        "stop_reason": model.stop_reason_,
+        "test_metrics": test_metrics,
+        "history": history,
+    }
+    return model, record
+
+
+def _write_model(model, record, model_path, hist_path):
+    """Save the model and its history JSON; both appear, or neither does."""
+    with _atomic_files(model_path, hist_path) as (tmp_model, tmp_hist):
+        model.save(tmp_model, overwrite=True)
+        tmp_hist.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
+
+
+def _describe_fit(record):
+    line = (
+        f"trained {record['n_epochs']} epochs in {record['fit_seconds']:.0f} s "
+        f"({record['stop_reason']})"
+    )
+    tm = record.get("test_metrics")
+    if tm:
+        parts = [f"balanced accuracy {tm['balanced_accuracy']:.3f}"]
+        for k, v in tm.items():
+            if k.startswith("precision_") and v is not None:
+                parts.append(f"precision {k[len('precision_'):]} {v:.3f}")
+        line += f"\nheld-out test, {len(record['test_indices'])} cells: " + ", ".join(parts)
+    return line
+
+
+def _new_seed():
+    return int.from_bytes(os.urandom(4), "little") % (2**31 - 1)
+
+
+# --------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------
+
+
+def cmd_prepare(args):
+    """``ai4cellfate prepare``: a fate dataset (.npz) from a tracked movie."""
+    out = Path(args.output)
+    _check_new_file(out, args.overwrite)
+    src = Path(args.dir)
+    if not src.exists():
+        raise CommandError(f"{src}: no such folder")
+    if not src.is_dir():
+        raise CommandError(f"{src} is not a folder")
+    segmentation = None if args.segmentation == "none" else args.segmentation
+    options = dict(
+        horizon=args.horizon, frames=args.frames, first_generation=args.first_generation,
+        unknown=args.unknown, crop_size=args.crop_size,
+        output_size=None if args.output_size == 0 else args.output_size,
+        pixel_size=args.pixel_size, crop_size_um=args.crop_size_um, border=args.border,
+        merged=args.merged, center=args.center,
+        normalize=None if args.normalize == "none" else args.normalize,
+        percentiles=tuple(args.percentiles),
+    )
+    if args.format == "ctc":
+        if segmentation == "masks":
+            raise UsageError("--segmentation masks is for --format tracks; use gt or st")
+        from .datasets import load_ctc
+
+        data = load_ctc(src, args.sequence, segmentation=segmentation, **options)
+    else:
+        if segmentation in ("gt", "st"):
+            raise UsageError(f"--segmentation {segmentation} is for --format ctc; use masks")
+        data = _prepare_tracks(src, args, segmentation, options)
+    out.absolute().parent.mkdir(parents=True, exist_ok=True)
+    data.save(out, overwrite=args.overwrite)
+    os.chmod(out, 0o666 & ~_umask())  # the saved file is private (mkstemp)
+    _out(data.summary())
+    _out(f"wrote {out}")
+    return 0
+
+
+def _prepare_tracks(src, args, segmentation, options):
+    import pandas as pd
+    import tifffile
+
+    from .datasets import make_fate_dataset
+
+    def find(given, default, required):
+        if given:
+            p = Path(given)
+            if not p.is_absolute() and not p.exists():
+                p = src / given
+        else:
+            p = src / default
+        if not p.exists():
+            if required:
+                raise CommandError(f"{p}: no such file (--format tracks needs it)")
+            return None
+        return p
+
+    movie_path = find(args.movie, "movie.tif", True)
+    tracks_path = find(args.tracks, "tracks.csv", True)
+    masks_path = find(args.masks, "masks.tif", bool(args.masks))
+    lineage_path = find(args.lineage, "lineage.csv", bool(args.lineage))
+
+    def read_tiff(p):
+        try:
+            return tifffile.imread(p)
+        except Exception as exc:
+            raise CommandError(f"{p} is not a readable TIFF: {_one_line(exc)}") from None
+
+    def read_csv(p):
+        try:
+            return pd.read_csv(p)
+        except Exception as exc:
+            raise CommandError(f"{p} is not a readable CSV table: {_one_line(exc)}") from None
+
+    movie = read_tiff(movie_path)
+    tracks = read_csv(tracks_path)
+    masks = read_tiff(masks_path) if masks_path else None
+    lineage = read_csv(lineage_path) if lineage_path else None
+    if segmentation == "auto" and masks is None:
+        segmentation = "otsu"
+    data = make_fate_dataset(movie, tracks, masks, lineage=lineage, segmentation=segmentation,
+                             channel=args.channel, **options)
+    data.meta["source"] = {"format": "tracks", "movie": str(movie_path),
+                           "tracks": str(tracks_path)}
+    return data
+
+
+def cmd_fit(args):
+    """``ai4cellfate fit``: train a model, save it with its history."""
+    out = Path(args.output)
+    if not out.name.endswith(".keras") or out.name == ".keras":
+        raise UsageError(f"-o must name a .keras file, got {str(out)!r}")
+    hist = history_path(out)
+    params = _parse_params(args.param)
+    if not 0 <= args.test_size < 1:
+        raise UsageError(f"--test-size must be in [0, 1), got {args.test_size}")
+    from .estimator import CellFateAAE
+
+    _check_param_values(CellFateAAE(**params))
+    _check_new_file(out, args.overwrite)
+    _check_new_file(hist, args.overwrite)
+    data = _read_dataset(args.data)
+    _setup_backend(args.backend)
+    seed = _new_seed() if args.seed is None else args.seed
+    model, record = _train(data, params, seed=seed, test_size=args.test_size,
+                           verbose=_progress_level(args), data_path=args.data)
+    _check_new_file(out, args.overwrite)  # still free after training?
+    _check_new_file(hist, args.overwrite)
+    _write_model(model, record, out, hist)
+    _out(_describe_fit(record))
+    _out(f"wrote {out} and {hist}")
+    return 0
+
+
+def cmd_predict(args):
+    """``ai4cellfate predict``: one CSV row per sample."""
+    out = Path(args.output)
+    _check_new_file(out, args.overwrite)
+    _setup_backend(args.backend)
+    model = _load_model(args.model)
+    data = _read_dataset(args.data, need_labels=False)
+    from .report import prediction_table
+
+    labelled = _has_labels(data)
+    table = prediction_table(model, data.X, table=data.table,
+                             y=data.y if labelled else None)
+    same, test_idx = _training_overlap(_read_history(args.model), data)
+    if same:
+        import numpy as np
+
+        split = np.full(len(data), "train", dtype=object)
+        split[np.asarray(test_idx, dtype=int)] = "test"
+        table.insert(1, "split", split)
+    with _atomic_files(out) as (tmp,):
+        table.to_csv(tmp, index=False)
+    counts = table["predicted_fate"].value_counts().sort_index().to_dict()
+    _out(f"predicted fates: {counts}")
+    _out(f"wrote {len(table)} rows to {out}")
+    return 0
+
+
+def cmd_report(args):
+    """``ai4cellfate report``: metrics, figures and index.html."""
+    import numpy as np
+
+    from .report import REPORT_FILES, write_report
+
+    out = Path(args.output)
+    _check_new_dir(out, REPORT_FILES, args.overwrite)
+    _setup_backend(args.backend)
+    model = _load_model(args.model)
+    data = _read_dataset(args.data)
+    record = _read_history(args.model)
+    same, test_idx = _training_overlap(record, data)
+    notes = []
+    subset = args.subset
+    if subset == "test" and not test_idx:
+        if same:
+            raise CommandError(f"the model was fitted on all of {args.data} "
+                               "(--test-size 0): it has no held-out cells")
+        raise CommandError(
+            f"--subset test needs the dataset the model was fitted on and its "
+            f"{history_path(args.model).name}; {args.data} is not that dataset"
+            if record is not None else
+            f"--subset test needs {history_path(args.model)}, written by 'ai4cellfate fit'"
+        )
+    if subset == "auto":
+        subset = "test" if test_idx else "all"
+    if subset == "test":
+        data = data.subset(np.asarray(test_idx, dtype=int))
+        source = (f"{len(data)} cells of {args.data} held out by 'ai4cellfate fit' "
+                  f"(lineage-grouped split); model {args.model}")
+    else:
+        source = f"all {len(data)} cells of {args.data}; model {args.model}"
+        if same:
+            notes.append(
+                "These cells include the model's training data, so the metrics are "
+                "optimistic" + ("; --subset auto evaluates the held-out cells only."
+                                if test_idx else ".")
+            )
+        elif record is None:
+            notes.append(
+                "No training history beside the model: whether these cells were used "
+                "for training is unknown. Metrics on training cells are optimistic."
+            )
+    for note in notes:
+        warnings.warn(note, UserWarning, stacklevel=2)
+    paths = write_report(model, data.X, data.y, out, table=data.table,
+                         overwrite=args.overwrite, notes=notes, source=source)
+    metrics = json.loads(paths["metrics.json"].read_text())
+    _out(_describe_metrics(metrics))
+    _out(f"wrote report to {out}; open {paths['index.html']}")
+    return 0
+
+
+def _describe_metrics(metrics):
+    c = metrics["classification"]
+    parts = [f"balanced accuracy {c['balanced_accuracy']:.3f}"]
+    for k, v in c.items():
+        if k.startswith("precision_") and v is not None:
+            parts.append(f"precision {k[len('precision_'):]} {v:.3f}")
+    return f"{metrics['data']['n_samples']} cells: " + ", ".join(parts)
+
+
+def cmd_demo(args):
+    """``ai4cellfate demo``: synthetic nuclei -> model -> report, in one folder."""
+    import numpy as np
+    import pandas as pd
+
+    from .datasets import FateDataset, make_nuclei
+    from .report import REPORT_FILES, _staged_output, _write_report_files
+
+    out = Path(args.output)
+    names = tuple(REPORT_FILES) + DEMO_FILES
+    _check_new_dir(out, names, args.overwrite)
+    backend = _setup_backend(args.backend)
+    setting = DEMO["quick" if args.quick else "full"]
+    seed = args.seed
+    n = setting["n_samples"]
+    X, y, traits = make_nuclei(n, return_params=True, random_state=seed)
+    data = FateDataset(
+        X=X, y=y, groups=np.arange(n),
+        table=pd.DataFrame({"cell": np.arange(n), "area": traits["area"],
+                            "mean_intensity": traits["mean_intensity"]}),
+        meta={"source": {"format": "synthetic", "generator": "make_nuclei",
+                         "n_samples": n, "random_state": seed}},
+    )
+    _out(f"[1/3] generated {n} synthetic nuclei (fate 1 = larger and brighter)")
+    _out(f"[2/3] training on backend {backend}"
+         + (" (--quick: a few epochs, for testing)" if args.quick else
+            " (about two minutes on 2 CPU cores)"))
+    start = time.perf_counter()
+    with _staged_output(out, names, overwrite=args.overwrite) as tmp:
+        data.save(tmp / "nuclei.npz")
+        model, record = _train(data, dict(setting["params"]), seed=seed,
+                               test_size=setting["test_size"],
+                               verbose=_progress_level(args), data_path="nuclei.npz")
+        model.save(tmp / "model.keras")
+        (tmp / DEMO_FILES[1]).write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
+        _out(_describe_fit(record))
+        _out("[3/3] writing the report")
+        test = data.subset(np.asarray(record["test_indices"], dtype=int))
+        _write_report_files(
+            model, test.X, test.y, tmp, table=test.table,
+            title="AI4CellFate demo: synthetic nuclei",
+            source=(f"{len(test)} synthetic nuclei held out from training "
+                    f"(of {n}; make_nuclei, seed {seed}); backend {backend}"),
+            notes=["Synthetic data: fate 1 cells are larger and brighter on average; "
+                   "the best possible balanced accuracy is about 0.95."],
+        )
+    _out(f"done in {time.perf_counter() - start:.0f} s; open {out / 'index.html'}")
+    return 0
+
+
+# --------------------------------------------------------------------------
+# Parser
+# --------------------------------------------------------------------------
+
+_DESCRIPTION = """\
+Predict cell fate from one early frame with AI4CellFate (an adversarial
+autoencoder with an engineered 2-D latent space).
+
+From a tracked movie to a report:
+  ai4cellfate prepare CTC_DIR --format ctc --sequence 02 --horizon 24 -o data.npz
+  ai4cellfate fit data.npz -o model.keras
+  ai4cellfate report model.keras data.npz -o report/
+
+Or try everything on synthetic nuclei (about two minutes on a laptop):
+  ai4cellfate demo -o demo/
+"""
+
+_BACKEND_HELP = (
+    "Keras backend: jax, tensorflow or torch. Default: $KERAS_BACKEND if set, "
+    f"otherwise the first installed of {', '.join(BACKEND_PREFERENCE)} (in order of "
+    "measured demo speed on a 2-core CPU). Under jax the compilation cache "
+    "~/.cache/ai4cellfate/jax is used unless JAX_COMPILATION_CACHE_DIR is set."
+)
+
+_EXAMPLES = {
+    "prepare": """\
+examples:
+  # Cell Tracking Challenge folder (holds 02/ and 02_GT/): fate = divides
+  # within 24 frames; 40-px crops binned to 20 x 20
+  ai4cellfate prepare Fluo-N2DL-HeLa --format ctc --sequence 02 \\
+      --horizon 24 --crop-size 40 --output-size 20 -o hela02.npz
+
+  # the preprint's set-up: whole-movie fate, first frame of first-generation cells
+  ai4cellfate prepare Fluo-N2DL-HeLa --sequence 01 --frames first \\
+      --first-generation -o hela01-first.npz
+
+  # any tracker: a folder with movie.tif (T, H, W), tracks.csv
+  # (track_id, t, y, x, parent_id) and optionally masks.tif, lineage.csv
+  ai4cellfate prepare my_movie/ --format tracks --pixel-size 0.65 \\
+      --crop-size-um 25 -o mine.npz
+
+Prints the number of samples per fate and of lineage groups.
+""",
+    "fit": """\
+examples:
+  ai4cellfate fit hela02.npz -o model.keras
+  ai4cellfate fit hela02.npz -o model.keras --seed 42 \\
+      --param lambda_contra=6 --param max_epochs=60
+  ai4cellfate --backend jax fit hela02.npz -o model.keras --test-size 0
+
+Writes model.keras and model.history.json (every epoch's losses and stopping
+criteria, the parameters, the seed and which samples were held out). By
+default 20% of the lineages are held out for testing; 'ai4cellfate report'
+on the same file evaluates on them. Parameters (--param NAME=VALUE) are those
+of ai4cellfate.CellFateAAE: latent_dim, lambda_recon, lambda_adv,
+lambda_contra, lambda_cov, temperature, noise_std, batch_size, learning_rate,
+stage1_epochs, min_epochs, max_epochs, min_centroid_distance, max_kl,
+min_accuracy, min_precision, validation_fraction, augment, balance,
+image_shape, ssim_form.
+""",
+    "predict": """\
+examples:
+  ai4cellfate predict model.keras hela01.npz -o predictions.csv
+
+Columns: sample, split (train/test, when the data are the training file),
+track, frame, true_fate (when labelled), predicted_fate, p_fate0, p_fate1
+(probability of each fate), z0, z1 (latent coordinates).
+""",
+    "report": """\
+examples:
+  ai4cellfate report model.keras hela02.npz -o report/
+  ai4cellfate report model.keras hela01.npz -o report-hela01/ --overwrite
+
+Writes metrics.json, summary.md, predictions.csv, latent_space.png,
+traversal_grid.png, training_curves.png, confusion_matrix.png and index.html
+(open it in a browser). On the file the model was fitted on, only the cells
+held out by 'fit' are evaluated (--subset auto).
+""",
+    "demo": """\
+examples:
+  ai4cellfate demo                  # writes ./ai4cellfate-demo/
+  ai4cellfate demo -o demo/ --quick # a few epochs only (for tests, ~20 s)
+  ai4cellfate --backend jax demo -o demo-jax/
+
+Generates synthetic nuclei (fate 1 larger and brighter), fits a model on 75%
+of them and writes the report on the other 25%, plus model.keras,
+model.history.json and nuclei.npz, into one folder. No download, no data
+files needed.
+""",
+}
+
+
+def _formatter(prog):
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=30)
+
+
+def build_parser():
+    """The argument parser of the ``ai4cellfate`` command.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("common options")
+    g.add_argument("--backend", choices=BACKENDS, default=argparse.SUPPRESS,
+                   help=_BACKEND_HELP)
+    g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show the full traceback on errors")
+
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=_DESCRIPTION, formatter_class=_formatter,
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name, help_, description):
+        p = sub.add_parser(name, help=help_, description=textwrap.fill(description, 79),
+                           epilog=_EXAMPLES[name], formatter_class=_formatter,
+                           parents=[common])
+        p.set_defaults(_parser=p)
+        return p
+
+    # prepare ---------------------------------------------------------------
+    p = add("prepare", "build a fate dataset (.npz) from a tracked movie",
+            "Crop every tracked nucleus, label it with its fate from the lineage, "
+            "and save crops, labels, lineage groups and a per-cell table as one .npz.")
+    p.add_argument("dir", metavar="DIR", help="a CTC dataset folder (with NN/ and NN_GT/), "
+                   "or a folder with movie.tif and tracks.csv (--format tracks)")
+    p.add_argument("-o", "--output", required=True, metavar="DATA.npz",
+                   help="dataset file to write")
+    p.add_argument("--format", choices=("ctc", "tracks"), default="ctc",
+                   help="input layout (default: ctc)")
+    p.add_argument("--sequence", default="01", metavar="NN",
+                   help="CTC sequence number, e.g. 01 or 02 (default: 01)")
+    p.add_argument("--horizon", type=int, metavar="FRAMES",
+                   help="fate 1 = divides within this many frames of the sampled "
+                   "frame; default: over the whole movie")
+    p.add_argument("--frames", choices=("all", "first", "lifetime"), default="all",
+                   help="frames of a cell that become samples (default: all)")
+    p.add_argument("--first-generation", action="store_true",
+                   help="only cells present in the first frame (the preprint's filter)")
+    p.add_argument("--unknown", choices=("drop", "keep", "negative"), default="drop",
+                   help="samples whose outcome is unknown: drop (default), keep as "
+                   "class 2, or call them fate 0")
+    p.add_argument("--crop-size", type=int, default=40, metavar="PX",
+                   help="crop window side in pixels (default: 40)")
+    p.add_argument("--output-size", type=int, default=20, metavar="PX",
+                   help="side of the saved crops; 0 keeps the window size (default: 20)")
+    p.add_argument("--pixel-size", type=float, metavar="UM",
+                   help="micrometres per pixel (needed by --crop-size-um)")
+    p.add_argument("--crop-size-um", type=float, metavar="UM",
+                   help="crop window side in micrometres (overrides --crop-size)")
+    p.add_argument("--segmentation", default="auto",
+                   choices=("auto", "gt", "st", "masks", "otsu", "none"),
+                   help="nucleus masks: auto (given masks, else local Otsu), gt/st "
+                   "(CTC gold/silver truth), masks (--format tracks), otsu, none")
+    p.add_argument("--border", choices=("drop", "pad"), default="drop",
+                   help="cells whose window crosses the image edge (default: drop)")
+    p.add_argument("--merged", choices=("drop", "split"), default="drop",
+                   help="masks holding several nuclei (default: drop)")
+    p.add_argument("--center", choices=("mask", "track"), default="mask",
+                   help="centre crops on the mask centroid or the tracked position")
+    p.add_argument("--normalize", choices=("percentile", "dtype", "none"),
+                   default="percentile", help="intensity scaling (default: percentile)")
+    p.add_argument("--percentiles", type=float, nargs=2, default=(1.0, 99.99),
+                   metavar=("LOW", "HIGH"), help="for --normalize percentile")
+    t = p.add_argument_group("--format tracks inputs (paths relative to DIR)")
+    t.add_argument("--movie", metavar="TIF", help="movie (default: movie.tif)")
+    t.add_argument("--tracks", metavar="CSV", help="tracks table (default: tracks.csv)")
+    t.add_argument("--masks", metavar="TIF", help="label images (default: masks.tif if present)")
+    t.add_argument("--lineage", metavar="CSV",
+                   help="track_id,start,end,parent_id table (default: lineage.csv if present)")
+    t.add_argument("--channel", type=int, help="channel of a (T, C, H, W) movie")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.set_defaults(func=cmd_prepare)
+
+    # fit -----------------------------------------------------------------
+    p = add("fit", "train a model on a dataset",
+            "Train AI4CellFate (two stages, stopping criteria on a validation split) "
+            "and save the model with a JSON of its training history.")
+    p.add_argument("data", metavar="DATA.npz", help="dataset from 'ai4cellfate prepare'")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL.keras",
+                   help="model file to write; the history goes to MODEL.history.json")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a CellFateAAE parameter (repeatable), e.g. lambda_contra=6")
+    p.add_argument("--seed", type=int, metavar="N",
+                   help="random seed (default: a random one, printed and recorded)")
+    p.add_argument("--test-size", type=float, default=0.2, metavar="F",
+                   help="fraction of lineages held out for testing, 0 for none "
+                   "(default: 0.2)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.set_defaults(func=cmd_fit)
+
+    # predict -----------------------------------------------------------------
+    p = add("predict", "predict fates, one CSV row per sample",
+            "Apply a model to a dataset: predicted fate, probability of each fate and "
+            "latent coordinates of every sample.")
+    p.add_argument("model", metavar="MODEL.keras", help="model from 'ai4cellfate fit'")
+    p.add_argument("data", metavar="DATA.npz",
+                   help="dataset from 'ai4cellfate prepare' (or .npz with X, or .npy)")
+    p.add_argument("-o", "--output", required=True, metavar="PREDICTIONS.csv",
+                   help="CSV file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.set_defaults(func=cmd_predict)
+
+    # report -----------------------------------------------------------------
+    p = add("report", "write metrics, figures and index.html",
+            "Evaluate a model on labelled cells and write a report folder.")
+    p.add_argument("model", metavar="MODEL.keras", help="model from 'ai4cellfate fit'")
+    p.add_argument("data", metavar="DATA.npz", help="labelled dataset")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="report folder")
+    p.add_argument("--subset", choices=("auto", "test", "all"), default="auto",
+                   help="cells to evaluate: auto (held-out cells when DATA is the "
+                   "training file, else all), test, or all")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace report files already in DIR")
+    p.set_defaults(func=cmd_report)
+
+    # demo -----------------------------------------------------------------
+    p = add("demo", "run everything on synthetic nuclei",
+            "Generate synthetic nuclei, train, and write the report: the whole chain "
+            "with nothing to download.")
+    p.add_argument("-o", "--output", default="ai4cellfate-demo", metavar="DIR",
+                   help="output folder (default: ./ai4cellfate-demo)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny training (seconds), for testing the installation")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace files already in DIR")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv=None):
+    """Run the ``ai4cellfate`` command.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name; ``sys.argv[1:]`` by default.
+
+    Returns
+    -------
+    int
+        Exit status: 0 success, 1 error, 2 bad usage.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    except SystemExit as exc:  # --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        _err(f"{PROG}: error: a command is required: prepare, fit, predict, report or demo")
+        return 2
+    args.backend = getattr(args, "backend", None)
+    debug = getattr(args, "debug", False)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    try:
+        with _cli_warnings():
+            return int(args.func(args) or 0)
+    except UsageError as exc:
+        if debug:
+            raise
+        args._parser.print_usage(sys.stderr)
+        _err(f"{PROG} {args.command}: error: {_one_line(exc)}")
+        return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        _err(f"{PROG}: interrupted")
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        _err(f"{PROG}: error: {_one_line(exc)}")
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
