@@ -36,6 +36,7 @@ import time
 import warnings
 from pathlib import Path
 
+from ._io import publish_mode
 from ._version import __version__
 
 __all__ = ["main", "build_parser"]
@@ -156,18 +157,12 @@ def _atomic_files(*paths):
             tmps.append(Path(tmp))
         yield tmps
         for tmp, p in zip(tmps, paths):
-            os.chmod(tmp, 0o666 & ~_umask())
+            publish_mode(tmp)
             os.replace(tmp, p)
     finally:
         for tmp in tmps:
             if tmp.exists():
                 tmp.unlink()
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def history_path(model_path):
@@ -286,6 +281,10 @@ def _read_dataset(path, *, need_labels=True):
         "expected a dataset .npz written by 'ai4cellfate prepare' (or an .npz holding "
         "arrays X and y)"
     )
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic[:4] != b"PK\x03\x04" and magic != b"\x93NUMPY":
+        raise CommandError(f"{path} is not a dataset (neither .npz nor .npy): {hint}")
     try:
         obj = np.load(path, allow_pickle=False)
     except Exception as exc:
@@ -391,6 +390,7 @@ def _training_overlap(record, data):
 
 _RESERVED = {
     "random_state": "use --seed",
+    "checkpoint_dir": "use --checkpoint-dir",
     "verbose": "progress is shown unless --quiet is given",
 }
 
@@ -476,14 +476,16 @@ def _split_indices(data, test_size, seed):
     return (np.sort(train.table["i"].to_numpy()), np.sort(test.table["i"].to_numpy()))
 
 
-def _train(data, params, *, seed, test_size, verbose, data_path):
+def _train(data, params, *, seed, test_size, verbose, data_path, checkpoint_dir=None,
+           resume=False):
     """Fit a CellFateAAE on ``data`` minus a held-out part; return (model, record)."""
     import numpy as np
 
     from .estimator import CellFateAAE
     from .metrics import fate_report
 
-    model = CellFateAAE(**params, random_state=seed, verbose=verbose)
+    model = CellFateAAE(**params, random_state=seed, verbose=verbose,
+                        checkpoint_dir=checkpoint_dir)
     train_idx, test_idx = _split_indices(data, test_size, seed)
     train = data.subset(train_idx)
     _out(
@@ -494,12 +496,16 @@ def _train(data, params, *, seed, test_size, verbose, data_path):
     start = time.perf_counter()
     # Keras writes its progress bar to stdout; stdout is for results.
     with contextlib.redirect_stdout(sys.stderr):
-        model.fit(train.X, train.y, groups=train.groups)
+        model.fit(train.X, train.y, groups=train.groups, resume=resume)
     seconds = time.perf_counter() - start
+    if model.resumed_from_epoch_ is not None:
+        _out(f"resumed from the checkpoint after epoch {model.resumed_from_epoch_}")
     if model.stop_reason_ == "interrupted":
         warnings.warn(
             f"training was interrupted after {model.n_epochs_} epochs; the model so far "
-            "is kept", UserWarning, stacklevel=2,
+            "is kept"
+            + ("; continue it with --resume (and --overwrite)" if checkpoint_dir else ""),
+            UserWarning, stacklevel=2,
         )
     test_metrics = None
     if len(test_idx):
@@ -531,12 +537,24 @@ def _train(data, params, *, seed, test_size, verbose, data_path):
         "test_indices": [int(i) for i in test_idx],
         "n_train": int(len(train_idx)),
         "fit_seconds": round(seconds, 2),
+        "resumed_from_epoch": model.resumed_from_epoch_,
         "n_epochs": int(model.n_epochs_),
         "stop_reason": model.stop_reason_,
         "test_metrics": test_metrics,
         "history": history,
     }
     return model, record
+
+
+def _checkpoint_seed(folder):
+    """The --seed of the fit that wrote the checkpoint in ``folder`` (None if none)."""
+    from ._checkpoint import checkpoint_path, read_checkpoint
+
+    path = checkpoint_path(folder)
+    if not os.path.exists(path):
+        return None
+    seed = read_checkpoint(path)[0].get("random_state")
+    return seed if isinstance(seed, int) else None
 
 
 def _write_model(model, record, model_path, hist_path):
@@ -601,7 +619,6 @@ def cmd_prepare(args):
         data = _prepare_tracks(src, args, segmentation, options)
     out.absolute().parent.mkdir(parents=True, exist_ok=True)
     data.save(out, overwrite=args.overwrite)
-    os.chmod(out, 0o666 & ~_umask())  # the saved file is private (mkstemp)
     _out(data.summary())
     _out(f"wrote {out}")
     return 0
@@ -670,11 +687,19 @@ def cmd_fit(args):
     _check_param_values(CellFateAAE(**params))
     _check_new_file(out, args.overwrite)
     _check_new_file(hist, args.overwrite)
+    if args.resume and args.checkpoint_dir is None:
+        raise UsageError("--resume needs --checkpoint-dir, the folder of the interrupted fit")
+    if args.checkpoint_dir is not None and Path(args.checkpoint_dir).is_file():
+        raise UsageError(f"--checkpoint-dir must be a folder; {args.checkpoint_dir} is a file")
+    seed = args.seed
+    if args.resume and seed is None:
+        seed = _checkpoint_seed(args.checkpoint_dir)
     data = _read_dataset(args.data)
     _setup_backend(args.backend)
-    seed = _new_seed() if args.seed is None else args.seed
+    seed = _new_seed() if seed is None else seed
     model, record = _train(data, params, seed=seed, test_size=args.test_size,
-                           verbose=_progress_level(args), data_path=args.data)
+                           verbose=_progress_level(args), data_path=args.data,
+                           checkpoint_dir=args.checkpoint_dir, resume=args.resume)
     _check_new_file(out, args.overwrite)  # still free after training?
     _check_new_file(hist, args.overwrite)
     _write_model(model, record, out, hist)
@@ -872,6 +897,8 @@ examples:
   ai4cellfate fit hela02.npz -o model.keras --seed 42 \\
       --param lambda_contra=6 --param max_epochs=60
   ai4cellfate --backend jax fit hela02.npz -o model.keras --test-size 0
+  ai4cellfate fit hela02.npz -o model.keras --checkpoint-dir ckpt/
+  ai4cellfate fit hela02.npz -o model.keras --checkpoint-dir ckpt/ --resume --overwrite
 
 Writes model.keras and model.history.json (every epoch's losses and stopping
 criteria, the parameters, the seed and which samples were held out). By
@@ -881,7 +908,10 @@ of ai4cellfate.CellFateAAE: latent_dim, lambda_recon, lambda_adv,
 lambda_contra, lambda_cov, temperature, noise_std, batch_size, learning_rate,
 stage1_epochs, min_epochs, max_epochs, min_centroid_distance, max_kl,
 min_accuracy, min_precision, validation_fraction, augment, balance,
-image_shape, ssim_form.
+image_shape, ssim_form, checkpoint_every, on_interrupt. With --checkpoint-dir
+the whole training state is saved after every epoch; after Ctrl-C or a lost
+machine, the same command with --resume continues where it stopped and gives
+the model an uninterrupted fit would have given.
 """,
     "predict": """\
 examples:
@@ -1015,6 +1045,12 @@ def build_parser():
     p.add_argument("--test-size", type=float, default=0.2, metavar="F",
                    help="fraction of lineages held out for testing, 0 for none "
                    "(default: 0.2)")
+    p.add_argument("--checkpoint-dir", metavar="DIR",
+                   help="write a checkpoint of the whole training state to this folder "
+                   "after every epoch")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted fit whose checkpoint is in "
+                   "--checkpoint-dir (same data and parameters; its seed is reused)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=cmd_fit)

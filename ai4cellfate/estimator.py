@@ -26,6 +26,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
+from ._io import publish_mode
 from ._validation import check_images, check_int, check_number
 from ._version import __version__
 
@@ -84,14 +85,17 @@ def _make_callbacks():
         """Record every epoch's losses; stop on a non-finite loss.
 
         The weights at the end of the last finite epoch are kept so that
-        training that diverges leaves a usable model.
+        training that diverges or is interrupted leaves a usable model. Tells
+        the batch sequence which epoch starts, so its order depends on the
+        epoch alone (and a resumed fit sees the same batches).
         """
 
-        def __init__(self, stage, rows, snapshot):
+        def __init__(self, stage, rows, snapshot, batches):
             super().__init__()
             self.stage = stage
             self.rows = rows
             self.snapshot = snapshot  # shared by both stages
+            self.batches = batches
             self.bad = None
 
         def _keep_weights(self):
@@ -100,6 +104,9 @@ def _make_callbacks():
         def on_train_begin(self, logs=None):
             if "weights" not in self.snapshot:
                 self._keep_weights()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.batches.set_epoch(epoch)
 
         def on_epoch_end(self, epoch, logs=None):
             logs = {k: float(v) for k, v in (logs or {}).items()}
@@ -113,17 +120,21 @@ def _make_callbacks():
             self._keep_weights()
 
     class ShuffledBatches(keras.utils.PyDataset):
-        """Whole batches in an order reshuffled every epoch by our own generator.
+        """Whole batches in an order drawn from ``(seed, epoch)`` alone.
 
         Keras' built-in shuffling draws from each backend's global random state
         (``tf.random.shuffle`` on TensorFlow, whose op seeds change from one fit
-        to the next in a process); this keeps ``random_state`` in control.
+        to the next in a process); this keeps ``random_state`` in control, and
+        a fit resumed at epoch ``e`` sees the batches an uninterrupted one would.
         """
 
-        def __init__(self, X, y, batch_size, rng):
+        def __init__(self, X, y, batch_size, seed):
             super().__init__()
-            self.X, self.y, self.batch_size, self.rng = X, y, batch_size, rng
-            self.order = rng.permutation(len(X))
+            self.X, self.y, self.batch_size, self.seed = X, y, batch_size, seed
+            self.set_epoch(0)
+
+        def set_epoch(self, epoch):
+            self.order = np.random.default_rng([self.seed, int(epoch)]).permutation(len(self.X))
 
         def __len__(self):
             return len(self.X) // self.batch_size
@@ -132,10 +143,18 @@ def _make_callbacks():
             idx = np.sort(self.order[i * self.batch_size:(i + 1) * self.batch_size])
             return self.X[idx], self.y[idx]
 
-        def on_epoch_end(self):
-            self.order = self.rng.permutation(len(self.X))
+    class Checkpointer(keras.callbacks.Callback):
+        """Write the whole training state every ``every`` epochs (and at a stop)."""
 
-    return EpochRecorder, ShuffledBatches
+        def __init__(self, path, every, state):
+            super().__init__()
+            self.path, self.every, self.state = path, every, state
+
+        def on_epoch_end(self, epoch, logs=None):
+            if (epoch + 1) % self.every == 0 or self.model.stop_training:
+                self.state(epoch)
+
+    return EpochRecorder, ShuffledBatches, Checkpointer
 
 
 class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
@@ -209,6 +228,23 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
     ssim_form : {"product", "sum"}, default="product"
         MS-SSIM form: the preprint's product of per-scale terms, or the
         weighted sum of the authors' code.
+    checkpoint_dir : str or path-like, optional
+        Folder for a training checkpoint (created if missing). Every
+        ``checkpoint_every`` epochs the complete training state (weights,
+        optimizer moments, random-seed states, history, criteria, the run's
+        seed) is written to ``ai4cellfate-checkpoint.npz`` there, atomically:
+        to a temporary file first, then renamed, so an interrupted write never
+        leaves a broken checkpoint. ``fit(..., resume=True)`` continues from
+        it. The checkpoint is removed when training ends normally and kept
+        when it was interrupted or diverged.
+    checkpoint_every : int, default=1
+        Epochs between checkpoints.
+    on_interrupt : {"stop", "raise"}, default="stop"
+        What ``fit`` does on ``KeyboardInterrupt`` (Ctrl-C): ``"stop"`` ends
+        training, keeps the weights of the last completed epoch, fits the
+        latent classifier and returns the usable estimator with
+        ``stop_reason_ = "interrupted"``; ``"raise"`` does the same and then
+        re-raises ``KeyboardInterrupt``.
     random_state : int, RandomState instance or None, default=None
         Seeds the weights, the prior samples, the data split, augmentation
         subsampling and shuffling. An int makes ``fit`` reproducible on a
@@ -276,6 +312,9 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         balance=True,
         image_shape=None,
         ssim_form="product",
+        checkpoint_dir=None,
+        checkpoint_every=1,
+        on_interrupt="stop",
         random_state=None,
         verbose=0,
     ):
@@ -300,6 +339,9 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.balance = balance
         self.image_shape = image_shape
         self.ssim_form = ssim_form
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
+        self.on_interrupt = on_interrupt
         self.random_state = random_state
         self.verbose = verbose
 
@@ -339,6 +381,21 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         if self.ssim_form not in ("product", "sum"):
             raise ValueError(
                 f"ssim_form must be 'product' or 'sum'; got {self.ssim_form!r}."
+            )
+        p["checkpoint_every"] = check_int(self.checkpoint_every, "checkpoint_every", low=1)
+        if self.checkpoint_dir is not None:
+            if not isinstance(self.checkpoint_dir, (str, os.PathLike)):
+                raise TypeError(
+                    f"checkpoint_dir must be a folder path or None; got {self.checkpoint_dir!r}."
+                )
+            if os.path.exists(self.checkpoint_dir) and not os.path.isdir(self.checkpoint_dir):
+                raise ValueError(
+                    f"checkpoint_dir must be a folder; {os.fspath(self.checkpoint_dir)!r} is a "
+                    "file."
+                )
+        if self.on_interrupt not in ("stop", "raise"):
+            raise ValueError(
+                f"on_interrupt must be 'stop' or 'raise'; got {self.on_interrupt!r}."
             )
         if self.verbose not in (0, 1, 2, False, True):
             raise ValueError(f"verbose must be 0, 1 or 2; got {self.verbose!r}.")
@@ -428,7 +485,7 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         return np.sort(train), np.sort(val)
 
     # --------------------------------------------------------------------- fit
-    def fit(self, X, y, groups=None):
+    def fit(self, X, y, groups=None, *, resume=False):
         """Train the autoencoder in two stages and fit the latent classifier.
 
         Parameters
@@ -441,6 +498,12 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         groups : array-like of shape (n_samples,), optional
             Group labels (e.g. lineage ids): the validation split keeps each
             group on one side.
+        resume : bool, default=False
+            Continue from the checkpoint in ``checkpoint_dir`` when there is
+            one (otherwise start afresh). The data and parameters must be those
+            of the interrupted fit (checked); the run continues with the
+            interrupted run's seed, so the result equals that of an
+            uninterrupted fit on the same backend.
 
         Returns
         -------
@@ -454,8 +517,18 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         FloatingPointError
             A loss became NaN or infinite; the estimator keeps the weights of
             the last finite epoch and ``stop_reason_`` is ``"non-finite loss"``.
+        KeyboardInterrupt
+            Only with ``on_interrupt="raise"``, after the estimator was left
+            fitted with the weights of the last completed epoch.
         """
         p = self._check_params()
+        if not isinstance(resume, (bool, np.bool_)):
+            raise TypeError(f"resume must be True or False; got {resume!r}.")
+        if resume and self.checkpoint_dir is None:
+            raise ValueError(
+                "resume=True needs checkpoint_dir: set CellFateAAE(checkpoint_dir=...) to the "
+                "folder of the interrupted fit's checkpoint."
+            )
         images = self._check_X(X, reset=True)
         n = len(images)
         y_arr = np.asarray(y)
@@ -484,8 +557,12 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                     f"{groups.shape}."
                 )
 
-        rng = check_random_state(self.random_state)
-        seed = int(rng.randint(0, 2**31 - 10_000))
+        ckpt = self._open_checkpoint(p, images, y_enc, groups, resume)
+        if ckpt is not None and ckpt["meta"] is not None:
+            seed = int(ckpt["meta"]["seed"])
+        else:
+            rng = check_random_state(self.random_state)
+            seed = int(rng.randint(0, 2**31 - 10_000))
         train, val = self._split(y_enc, groups, seed, p)
         gen = np.random.default_rng(seed)
         X_tr, y_tr = images[train], y_enc[train]
@@ -518,14 +595,74 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             X_val, y_val = X_crit, y_crit
         else:
             X_val, y_val = images[val], y_enc[val]
-        self._train_model(p, seed, X_tr, y_tr, X_crit, y_crit, X_val, y_val)
+        self._train_model(p, seed, X_tr, y_tr, X_crit, y_crit, X_val, y_val, ckpt)
         # The latent classifier sees all of the user's training data.
         self._fit_head(self._encode(images), y_enc)
         if self.stop_reason_ == _STOP_REASONS["nonfinite"]:
             raise FloatingPointError(self._nonfinite_message)
+        if self.stop_reason_ == _STOP_REASONS["interrupted"] and self.on_interrupt == "raise":
+            raise KeyboardInterrupt(
+                f"CellFateAAE.fit interrupted after {self.n_epochs_} epochs; the estimator "
+                "holds the model of the last completed epoch"
+                + (f" and can resume from {ckpt['path']}" if ckpt is not None else "") + "."
+            )
         return self
 
-    def _train_model(self, p, seed, X_tr, y_tr, X_crit, y_crit, X_val, y_val):
+    _FINGERPRINT_EXCLUDES = ("verbose", "checkpoint_dir", "checkpoint_every", "on_interrupt",
+                             "random_state")
+
+    def _open_checkpoint(self, p, images, y_enc, groups, resume):
+        """Checkpoint bookkeeping: path, fingerprint and (with resume) the saved state."""
+        if self.checkpoint_dir is None:
+            return None
+        from ._checkpoint import checkpoint_path, data_fingerprint, read_checkpoint
+
+        keras = _keras()
+        params = {k: v for k, v in self.get_params().items()
+                  if k not in self._FINGERPRINT_EXCLUDES}
+        if params["image_shape"] is not None:
+            params["image_shape"] = list(params["image_shape"])
+        fingerprint = {
+            "params": json.loads(json.dumps(params, default=str)),
+            "data": data_fingerprint(images, y_enc, groups),
+            "classes": [str(c) for c in self.classes_],
+            "backend": keras.backend.backend(),
+        }
+        path = checkpoint_path(self.checkpoint_dir)
+        meta = values = opt_values = None
+        if resume and os.path.exists(path):
+            meta, values, opt_values = read_checkpoint(path)
+            old = meta.get("fingerprint", {})
+            if old.get("backend") != fingerprint["backend"]:
+                raise ValueError(
+                    f"The checkpoint {path} was written under the {old.get('backend')!r} Keras "
+                    f"backend; this is {fingerprint['backend']!r}. Resume under the same "
+                    "backend (KERAS_BACKEND), or fit afresh with resume=False."
+                )
+            if old.get("data") != fingerprint["data"]:
+                raise ValueError(
+                    f"The checkpoint {path} belongs to a fit on other data (X, y or groups "
+                    "differ); resume with the same data, or fit afresh with resume=False."
+                )
+            if old.get("params") != fingerprint["params"]:
+                changed = sorted(k for k in set(old.get("params", {})) | set(params)
+                                 if old.get("params", {}).get(k) != fingerprint["params"].get(k))
+                raise ValueError(
+                    f"The checkpoint {path} was written with other parameters ({', '.join(changed)}"
+                    " differ); resume with the same parameters, or fit afresh with resume=False."
+                )
+            if isinstance(self.random_state, numbers.Integral):
+                rng = check_random_state(self.random_state)
+                if int(rng.randint(0, 2**31 - 10_000)) != int(meta["seed"]):
+                    raise ValueError(
+                        f"The checkpoint {path} was written with another random_state; resume "
+                        "with the same random_state, or fit afresh with resume=False."
+                    )
+        os.makedirs(self.checkpoint_dir, exist_ok=True)
+        return {"path": path, "every": p["checkpoint_every"], "fingerprint": fingerprint,
+                "meta": meta, "values": values, "optimizer_values": opt_values}
+
+    def _train_model(self, p, seed, X_tr, y_tr, X_crit, y_crit, X_val, y_val, ckpt=None):
         keras = _keras()
         from .training import AdversarialAutoencoder, StoppingCriteria
 
@@ -546,11 +683,14 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         model.compile(
             optimizer=keras.optimizers.Adam(p["learning_rate"], beta_1=0.0, beta_2=0.9)
         )
+        # Built here, in a fixed variable order, so a checkpoint restores it.
+        model.optimizer.build(model.trainable_variables)
         self.model_ = model
-        Recorder, ShuffledBatches = _make_callbacks()
-        batches = ShuffledBatches(X_tr, y_tr, p["batch_size"], np.random.default_rng(seed + 1))
+        Recorder, ShuffledBatches, Checkpointer = _make_callbacks()
+        batches = ShuffledBatches(X_tr, y_tr, p["batch_size"], seed + 1)
         rows, snapshot = [], {}
         s1 = p["stage1_epochs"]
+        end = s1 + p["max_epochs"]
         thresholds = {
             "min_centroid_distance": p["min_centroid_distance"],
             "max_kl": p["max_kl"],
@@ -561,11 +701,42 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             self._encode, (X_crit, y_crit), (X_val, y_val), p["min_epochs"], thresholds,
             first_epoch=s1,
         )
-        stop = _STOP_REASONS["max_epochs"]
+        start = 0
+        self.resumed_from_epoch_ = None
+        if ckpt is not None and ckpt["meta"] is not None:
+            start = self._restore_checkpoint(model, ckpt, rows, criteria)
+            self.resumed_from_epoch_ = start
         recorder = None
-        fit_kwargs = dict(verbose=int(self.verbose))
+
+        def save_state(epoch):
+            if recorder is not None and recorder.bad is not None:
+                return  # never checkpoint non-finite weights
+            from ._checkpoint import write_checkpoint
+
+            meta = {
+                "seed": seed,
+                "random_state": (int(self.random_state)
+                                 if isinstance(self.random_state, numbers.Integral) else None),
+                "epochs_done": epoch + 1,
+                "criteria_met": bool(criteria.met),
+                "rows": rows,
+                "records": {str(k): v for k, v in criteria.records.items()},
+                "fingerprint": ckpt["fingerprint"],
+                "ai4cellfate_version": __version__,
+            }
+            write_checkpoint(
+                ckpt["path"], meta,
+                [np.array(v.numpy()) for v in model.variables],
+                [np.array(v.numpy()) for v in model.optimizer.variables],
+            )
+
+        extra = [Checkpointer(ckpt["path"], ckpt["every"], save_state)] if ckpt else []
+        stop = _STOP_REASONS["max_epochs"]
+        # Batch order comes from ShuffledBatches alone: Keras would reshuffle the
+        # batches with Python's global `random`, which a checkpoint cannot hold.
+        fit_kwargs = dict(verbose=int(self.verbose), shuffle=False)
         try:
-            if s1 > 0:
+            if start < s1:
                 # Spec: lambda_recon = 5 x lambda_adv in stage 1; with the
                 # adversarial loss switched off (ablations) keep lambda_recon.
                 stage1_recon = 5.0 * p["lambda_adv"] if p["lambda_adv"] > 0 else p["lambda_recon"]
@@ -573,22 +744,26 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                     lambda_recon=stage1_recon, lambda_adv=p["lambda_adv"],
                     lambda_contra=0.0, lambda_cov=0.0,
                 )
-                recorder = Recorder(1, rows, snapshot)
-                model.fit(batches, epochs=s1, callbacks=[recorder], **fit_kwargs)
-            if recorder is None or recorder.bad is None:
+                recorder = Recorder(1, rows, snapshot, batches)
+                model.fit(batches, initial_epoch=start, epochs=s1,
+                          callbacks=[recorder] + extra, **fit_kwargs)
+            if (recorder is None or recorder.bad is None) and not criteria.met:
                 model.set_loss_weights(
                     lambda_recon=p["lambda_recon"], lambda_adv=p["lambda_adv"],
                     lambda_contra=p["lambda_contra"], lambda_cov=p["lambda_cov"],
                 )
-                recorder = Recorder(2, rows, snapshot)
+                recorder = Recorder(2, rows, snapshot, batches)
                 # The recorder runs first, so a non-finite epoch is caught
                 # before the criteria look at it.
-                model.fit(batches, initial_epoch=s1, epochs=s1 + p["max_epochs"],
-                          callbacks=[recorder, criteria], **fit_kwargs)
-                if criteria.met:
-                    stop = _STOP_REASONS["criteria"]
+                if max(start, s1) < end:
+                    model.fit(batches, initial_epoch=max(start, s1), epochs=end,
+                              callbacks=[recorder, criteria] + extra, **fit_kwargs)
+            if criteria.met:
+                stop = _STOP_REASONS["criteria"]
         except KeyboardInterrupt:
             stop = _STOP_REASONS["interrupted"]
+            if "weights" in snapshot:  # back to the last completed epoch
+                model.set_weights(snapshot["weights"])
         if recorder is not None and recorder.bad is not None:
             epoch, terms = recorder.bad
             stop = _STOP_REASONS["nonfinite"]
@@ -598,9 +773,36 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                 f"non-finite {', '.join(terms)}. The estimator keeps the weights of the "
                 "last finite epoch; try a lower learning_rate or check X for extreme values."
             )
+        if ckpt is not None and stop in (_STOP_REASONS["criteria"], _STOP_REASONS["max_epochs"]):
+            if os.path.exists(ckpt["path"]):
+                os.remove(ckpt["path"])
         self.stop_reason_ = stop
         self.history_ = self._history_frame(rows, criteria.records, p["latent_dim"])
         self.n_epochs_ = len(self.history_)
+
+    @staticmethod
+    def _restore_checkpoint(model, ckpt, rows, criteria):
+        """Load a checkpoint's state into a freshly built model; return epochs done."""
+        meta, values = ckpt["meta"], ckpt["values"]
+        opt_values = ckpt["optimizer_values"]
+        targets = [(model.variables, values, "model"),
+                   (model.optimizer.variables, opt_values, "optimizer")]
+        for variables, arrays, what in targets:
+            shapes = [tuple(v.shape) for v in variables]
+            if len(arrays) != len(variables) or any(
+                tuple(a.shape) != s for a, s in zip(arrays, shapes)
+            ):
+                raise ValueError(
+                    f"The checkpoint {ckpt['path']} does not match this model's {what} "
+                    f"variables ({len(arrays)} arrays for {len(variables)} variables); it was "
+                    "written by another version of ai4cellfate. Fit afresh with resume=False."
+                )
+            for v, a in zip(variables, arrays):
+                v.assign(a)
+        rows.extend(meta["rows"])
+        criteria.records.update({int(k): v for k, v in meta["records"].items()})
+        criteria.met = bool(meta["criteria_met"])
+        return int(meta["epochs_done"])
 
     @staticmethod
     def _history_frame(rows, records, latent_dim):
@@ -712,6 +914,50 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         """
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
+
+    def score(self, X, y, sample_weight=None):
+        """Accuracy of :meth:`predict` on ``X`` against ``y``.
+
+        Same as scikit-learn's classifier score, but labels the model was not
+        fitted on are an error rather than silently counted wrong. For the
+        preprint's (balanced) accuracy use
+        :func:`ai4cellfate.metrics.balanced_accuracy` or
+        ``scoring="balanced_accuracy"``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, height, width[, channels])
+        y : array-like of shape (n_samples,)
+            True labels, all among ``classes_``.
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        float
+            Fraction of correctly predicted samples.
+
+        Raises
+        ------
+        ValueError
+            ``y`` holds labels the model was not fitted on, or its length
+            differs from ``X``.
+        """
+        check_is_fitted(self, "model_")
+        y_arr = np.asarray(y)
+        if y_arr.ndim != 1:
+            raise ValueError(f"y must be 1-D (one label per sample); got shape {y_arr.shape}.")
+        known = set(self.classes_.tolist())
+        unseen = sorted({v for v in y_arr.tolist() if v not in known}, key=repr)
+        if unseen:
+            raise ValueError(
+                f"y contains labels the model was not fitted on: {unseen[:10]}; its classes "
+                f"are {self.classes_.tolist()}."
+            )
+        if len(y_arr) != len(X):
+            raise ValueError(
+                f"X has {len(X)} samples but y has {len(y_arr)}; they must match."
+            )
+        return super().score(X, y_arr, sample_weight=sample_weight)
 
     def _check_Z(self, Z):
         A = np.asarray(Z)
@@ -853,6 +1099,7 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             self.model_.save(tmp, zipped=True)
             with zipfile.ZipFile(tmp, "a") as zf:
                 zf.writestr(_META_MEMBER, json.dumps(self._metadata()))
+            publish_mode(tmp)
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._io import publish_mode
 from ._version import __version__
 
 __all__ = ["REPORT_FILES", "prediction_table", "write_report"]
@@ -170,12 +171,11 @@ def _staged_output(out_dir, names, *, overwrite=False):
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.absolute().name}.tmp-", dir=parent))
     try:
         yield tmp
-        mask = _umask()
         for item in tmp.iterdir():  # mkstemp files are private (0600)
             if item.is_file():
-                os.chmod(item, 0o666 & ~mask)
+                publish_mode(item)
         if not out_dir.exists():
-            os.chmod(tmp, 0o777 & ~mask)
+            publish_mode(tmp, directory=True)
             os.rename(tmp, out_dir)
         else:
             for item in sorted(tmp.iterdir()):
@@ -184,12 +184,6 @@ def _staged_output(out_dir, names, *, overwrite=False):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # --------------------------------------------------------------------------

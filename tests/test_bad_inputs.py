@@ -123,10 +123,16 @@ def test_fitted_model_rejects_bad_inputs(fitted):
 
 def test_unseen_labels_at_score_time(fitted, nuclei):
     X, y = nuclei
-    # sklearn's accuracy simply counts them wrong; our metrics name them.
+    # sklearn's accuracy would count them wrong silently; ours names them.
+    with pytest.raises(ValueError, match=r"y contains labels the model was not fitted on: "
+                                         r"\[7\]; its classes are \[0, 1\]"):
+        fitted.score(X, np.where(np.arange(len(y)) == 3, 7, y))
+    with pytest.raises(ValueError, match="X has 64 samples but y has 3"):
+        fitted.score(X, y[:3])
+    assert fitted.score(X, y) == pytest.approx(np.mean(fitted.predict(X) == y))
     from ai4cellfate.metrics import fate_report
 
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="7"):
         fate_report(np.full(len(y), 7), fitted.predict(X), labels=[0, 1])
 
 
@@ -163,3 +169,157 @@ def test_load_rejects_bad_files(tmp_path, fitted):
             dst.writestr(item, data)
     with pytest.raises(ValueError, match=r"saved by ai4cellfate 9\.0\.0.*this is ai4cellfate"):
         ai4cellfate.load(newer)
+
+
+# --------------------------------------------------------------------------
+# Readers, transformers and the command line
+# --------------------------------------------------------------------------
+
+
+def _ctc_with_unknown_parent(tmp_path):
+    from test_datasets_ctc import LINEAGE, write_ctc
+
+    return write_ctc(tmp_path / "ctc", lineage=LINEAGE + "6 0 3 9\n")
+
+
+def _scene():
+    from test_datasets_tracks import _scene as scene
+
+    return scene([(20, 30)])
+
+
+def test_ctc_lineage_naming_missing_parents(tmp_path):
+    from ai4cellfate.datasets import load_ctc
+
+    root = _ctc_with_unknown_parent(tmp_path)
+    with pytest.raises(ValueError, match=r"man_track.txt.*names parents that are not tracks "
+                                         r"in it: 9"):
+        load_ctc(root, "01")
+
+
+READER_CASES = [
+    ("masks of the wrong shape", lambda m, k, t: dict(masks=k[:, :, :-1]), ValueError,
+     r"masks must have shape \(T, H, W\) = \(3, 64, 64\).*got \(3, 64, 63\)"),
+    ("float masks", lambda m, k, t: dict(masks=k.astype(float)), TypeError,
+     "masks must hold integer labels"),
+    ("tracks without x", lambda m, k, t: dict(tracks=t.drop(columns="x")), ValueError,
+     r"tracks lacks the column\(s\) \['x'\]"),
+    ("NaN positions", lambda m, k, t: dict(tracks=t.assign(y=np.nan)), ValueError,
+     "tracks.y must hold finite numbers"),
+    ("2-D movie", lambda m, k, t: dict(movie=m[0]), ValueError, "movie must have shape"),
+    ("pixel size missing", lambda m, k, t: dict(crop_size_um=10.0), ValueError,
+     "crop_size_um needs pixel_size"),
+]
+
+
+@pytest.mark.parametrize("case,change,exc,match", READER_CASES,
+                         ids=[c[0] for c in READER_CASES])
+def test_movie_and_tracks_reader_rejects(case, change, exc, match):
+    from ai4cellfate.datasets import make_fate_dataset
+
+    movie, masks, tracks = _scene()
+    args = dict(movie=movie, tracks=tracks, masks=masks, frames="first", crop_size=15,
+                output_size=None, normalize=None)
+    args.update(change(movie, masks, tracks))
+    with pytest.raises(exc, match=match):
+        make_fate_dataset(**args)
+
+
+def test_dataset_file_of_another_kind(tmp_path):
+    from ai4cellfate.datasets import FateDataset, load_ctc
+
+    other = tmp_path / "other.npz"
+    np.savez(other, a=np.zeros(3))
+    with pytest.raises(ValueError, match="not a saved FateDataset"):
+        FateDataset.load(other)
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"junk")
+    with pytest.raises(ValueError, match=r"not a saved FateDataset \(not an .npz archive\)"):
+        FateDataset.load(junk)
+    with pytest.raises(ValueError, match="is not a folder"):
+        load_ctc(other, "01")
+
+
+TRANSFORMER_CASES = [
+    ("RegionFeatures NaN", "features", dict(X=_x(0, np.nan)), ValueError,
+     "X contains NaN or infinite values"),
+    ("RegionFeatures 2-D", "features", dict(X=X20[0]), ValueError,
+     r"X must have shape \(n, H, W\) or \(n, H, W, C\), got \(16, 16\)"),
+    ("RegionFeatures threshold", "features_threshold", {}, ValueError,
+     "threshold must be a finite number"),
+    ("MaxNormalizer strings", "max", dict(X=np.full((2, 4, 4), "a")), TypeError,
+     "X must hold numbers"),
+    ("ChannelRatio channel", "ratio", dict(X=X20[..., None]), ValueError,
+     "numerator=1: channel 1 does not exist"),
+    ("IntensityStretch mode", "stretch_mode", {}, ValueError,
+     "mode must be 'dataset' or 'image'"),
+]
+
+
+def _transformer(kind):
+    from ai4cellfate.features import RegionFeatures
+    from ai4cellfate.preprocessing import ChannelRatio, IntensityStretch, MaxNormalizer
+
+    return {
+        "features": RegionFeatures(),
+        "features_threshold": RegionFeatures(threshold=float("nan")),
+        "max": MaxNormalizer(),
+        "ratio": ChannelRatio(numerator=1, denominator=0),
+        "stretch_mode": IntensityStretch(mode="movie"),
+    }[kind]
+
+
+@pytest.mark.parametrize("case,kind,kw,exc,match", TRANSFORMER_CASES,
+                         ids=[c[0] for c in TRANSFORMER_CASES])
+def test_transformers_reject(case, kind, kw, exc, match):
+    with pytest.raises(exc, match=match):
+        _transformer(kind).fit_transform(kw.get("X", X20))
+
+
+def test_fitted_transformer_rejects_other_channel_count():
+    from ai4cellfate.preprocessing import MaxNormalizer
+
+    norm = MaxNormalizer().fit(np.stack([X20, X20], axis=-1))
+    with pytest.raises(ValueError, match=r"X has shape \(40, 16, 16, 1\) but MaxNormalizer was "
+                                         r"fitted on images \(n, h, w, 2\)"):
+        norm.transform(X20[..., None])
+
+
+@pytest.fixture(scope="module")
+def saved_dataset(tmp_path_factory):
+    from ai4cellfate.datasets import FateDataset
+
+    path = tmp_path_factory.mktemp("bad-cli") / "data.npz"
+    groups = np.arange(len(Y20)) // 2
+    table = pd.DataFrame({"track_id": np.arange(len(Y20)), "t": 0, "y": 8.0, "x": 8.0})
+    FateDataset(X20, Y20, groups, table).save(path)
+    return path
+
+
+CLI_CASES = [
+    ("prepare missing folder", lambda d, t: ["prepare", str(t / "nowhere"), "--format", "ctc",
+                                             "-o", str(t / "o.npz")], 1, "nowhere"),
+    ("fit on a non-dataset", lambda d, t: ["fit", str(t / "junk.npz"), "-o", str(t / "m.keras")],
+     1, "junk.npz is not a dataset (neither .npz nor .npy)"),
+    ("negative lambda", lambda d, t: ["fit", str(d), "-o", str(t / "m.keras"), "--param",
+                                      "lambda_contra=-1"], 2, "lambda_contra must be >= 0"),
+    ("predict with a non-model", lambda d, t: ["predict", str(t / "junk.keras"), str(d),
+                                               "-o", str(t / "p.csv")],
+     1, "not a readable ai4cellfate model file"),
+    ("bad crop size", lambda d, t: ["prepare", str(t), "--format", "ctc", "--crop-size", "0",
+                                    "-o", str(t / "o.npz")], 1, "crop_size must be an integer >= 4 (pixels), got 0"),
+]
+
+
+@pytest.mark.parametrize("case,argv,code,match", CLI_CASES, ids=[c[0] for c in CLI_CASES])
+def test_command_line_rejects(case, argv, code, match, saved_dataset, tmp_path, capsys):
+    from ai4cellfate.cli import main
+
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    (tmp_path / "junk.keras").write_bytes(b"junk")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(argv(saved_dataset, tmp_path)) == code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert match in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written

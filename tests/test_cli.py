@@ -124,6 +124,8 @@ def test_every_subcommand_has_help_with_examples(cmd, capsys):
     ["fit", "data.npz", "-o", "m.keras", "--param", "max_epochs=-1"],   # bad value
     ["fit", "data.npz", "-o", "m.keras", "--param", "random_state=1"],  # use --seed
     ["fit", "data.npz", "-o", "m.keras", "--test-size", "1.5"],
+    ["fit", "data.npz", "-o", "m.keras", "--resume"],                 # no --checkpoint-dir
+    ["fit", "data.npz", "-o", "m.keras", "--param", "checkpoint_dir=c"],  # use the option
     ["--backend", "theano", "demo"],
 ])
 def test_bad_usage_exits_2(argv, tmp_path, capsys, monkeypatch):
@@ -342,3 +344,45 @@ def test_pipeline_end_to_end(pipeline, capsys):
 def test_build_parser_defaults():
     args = build_parser().parse_args(["demo"])
     assert args.output == "ai4cellfate-demo" and not args.quick and args.seed == 0
+
+
+def test_fit_resumes_from_checkpoint(tmp_path, capsys, pipeline, monkeypatch):
+    """Ctrl-C during 'fit --checkpoint-dir', then '--resume': the model equals
+    that of an uninterrupted run; the seed comes from the checkpoint."""
+    import ai4cellfate
+    import ai4cellfate._checkpoint as ckpt_module
+    from ai4cellfate.datasets import FateDataset
+
+    longer = [{"max_epochs=1": "max_epochs=3", "min_epochs=1": "min_epochs=3"}.get(a, a)
+              for a in TINY]
+    data, ck = str(pipeline["data"]), tmp_path / "ckpt"
+    assert main(["fit", data, "-o", str(tmp_path / "ref.keras"), *longer]) == 0
+    orig = ckpt_module.write_checkpoint
+
+    def write_then_interrupt(path, meta, *arrays):
+        orig(path, meta, *arrays)
+        if meta["epochs_done"] == 2:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as mp:
+        mp.setattr(ckpt_module, "write_checkpoint", write_then_interrupt)
+        capsys.readouterr()
+        assert main(["fit", data, "-o", str(tmp_path / "m.keras"), *longer,
+                     "--checkpoint-dir", str(ck)]) == 0
+    err = capsys.readouterr().err
+    assert "interrupted after 2 epochs" in err and "--resume" in err
+    assert "warning: __array__" not in err
+    assert (ck / ckpt_module.CHECKPOINT_NAME).exists()
+    i = longer.index("--seed")
+    no_seed = longer[:i] + longer[i + 2:]
+    capsys.readouterr()
+    assert main(["fit", data, "-o", str(tmp_path / "m.keras"), *no_seed,
+                 "--checkpoint-dir", str(ck), "--resume", "--overwrite"]) == 0
+    out = capsys.readouterr().out
+    assert "resumed from the checkpoint after epoch 2" in out and "seed 0" in out
+    assert not (ck / ckpt_module.CHECKPOINT_NAME).exists()
+    X = FateDataset.load(data).X
+    ref = ai4cellfate.load(tmp_path / "ref.keras").transform(X)
+    np.testing.assert_array_equal(ai4cellfate.load(tmp_path / "m.keras").transform(X), ref)
+    record = json.loads(history_path(tmp_path / "m.keras").read_text())
+    assert record["resumed_from_epoch"] == 2 and record["n_epochs"] == 4

@@ -203,9 +203,9 @@ def test_groups_keep_lineages_out_of_validation(nuclei, monkeypatch):
     seen = {}
     orig = CellFateAAE._train_model
 
-    def spy(self, p, seed, X_tr, y_tr, X_crit, y_crit, X_val, y_val):
+    def spy(self, p, seed, X_tr, y_tr, X_crit, y_crit, X_val, y_val, *rest):
         seen["crit"], seen["val"] = X_crit, X_val
-        return orig(self, p, seed, X_tr, y_tr, X_crit, y_crit, X_val, y_val)
+        return orig(self, p, seed, X_tr, y_tr, X_crit, y_crit, X_val, y_val, *rest)
 
     monkeypatch.setattr(CellFateAAE, "_train_model", spy)
     CellFateAAE(**FAST).fit(X, y, groups=groups)

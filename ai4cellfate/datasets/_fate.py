@@ -6,12 +6,15 @@ import json
 import numbers
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state
+
+from .._io import publish_mode
 
 __all__ = ["FateDataset"]
 
@@ -369,6 +372,7 @@ class FateDataset:
         try:
             with os.fdopen(fd, "wb") as fh:
                 np.savez_compressed(fh, **arrays)
+            publish_mode(tmp)
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
@@ -400,6 +404,10 @@ class FateDataset:
         """
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or path-like, got {type(path).__name__}.")
+        if not zipfile.is_zipfile(path):
+            raise ValueError(
+                f"path {str(path)!r} is not a saved FateDataset (not an .npz archive)."
+            )
         with np.load(path, allow_pickle=False) as f:
             if "header" not in f.files:
                 raise ValueError(f"path {str(path)!r} is not a saved FateDataset.")
