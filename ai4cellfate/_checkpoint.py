@@ -14,12 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 
 import numpy as np
 
-from ._io import publish_mode
+from ._io import atomic_path
 
 CHECKPOINT_NAME = "ai4cellfate-checkpoint.npz"
 CHECKPOINT_FORMAT = 1
@@ -60,22 +59,13 @@ def write_checkpoint(path, meta, model_values, optimizer_values):
     model_values, optimizer_values : list of ndarray
         Values of ``model.variables`` and ``model.optimizer.variables``, in order.
     """
-    folder = os.path.dirname(os.path.abspath(path))
     arrays = {"meta": np.array(json.dumps(dict(meta, checkpoint_format=CHECKPOINT_FORMAT)))}
     arrays.update({f"model_{i:05d}": np.asarray(v) for i, v in enumerate(model_values)})
     arrays.update({f"optim_{i:05d}": np.asarray(v) for i, v in enumerate(optimizer_values)})
-    fd, tmp = tempfile.mkstemp(suffix=".npz", prefix=".ai4cellfate-checkpoint-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        publish_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def read_checkpoint(path):

@@ -26,7 +26,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from ._io import publish_mode
+from ._io import atomic_path
 from ._validation import check_images, check_int, check_number
 from ._version import __version__
 
@@ -1093,18 +1093,10 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"The folder of path does not exist: {folder}")
-        fd, tmp = tempfile.mkstemp(suffix=".keras", dir=folder, prefix=".ai4cellfate-")
-        os.close(fd)
-        try:
+        with atomic_path(path, suffix=".keras") as tmp:
             self.model_.save(tmp, zipped=True)
             with zipfile.ZipFile(tmp, "a") as zf:
                 zf.writestr(_META_MEMBER, json.dumps(self._metadata()))
-            publish_mode(tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
 
     def __getstate__(self):
         state = self.__dict__.copy()

@@ -6,7 +6,6 @@ CellFateAAE runs every study in ``test_studies_with_the_real_cellfateaae``
 (marked slow: seconds under torch, minutes of compilation under jax).
 """
 
-import os
 
 import numpy as np
 import pandas as pd

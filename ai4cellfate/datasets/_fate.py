@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import numbers
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state
 
-from .._io import publish_mode
+from .._io import atomic_path
 
 __all__ = ["FateDataset"]
 
@@ -368,16 +367,8 @@ class FateDataset:
             "meta": _jsonable(self.meta),
         }
         arrays["header"] = np.asarray(json.dumps(header))
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez_compressed(fh, **arrays)
-            publish_mode(tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_path(path, suffix=".tmp") as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
         return path
 
     @classmethod

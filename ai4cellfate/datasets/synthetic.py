@@ -31,6 +31,7 @@ def make_nuclei(
     image_size=20,
     *,
     class_sep=3.3,
+    direction=(1.0, 1.0),
     weights=None,
     texture=0.15,
     return_params=False,
@@ -61,6 +62,13 @@ def make_nuclei(
     class_sep : float, default=3.3
         Distance between the class means of the standardised traits. Smaller
         values give more overlap (0 makes fate independent of the image).
+    direction : (float, float), default=(1, 1)
+        Direction of the class separation in the (size, brightness) plane of
+        the standardised traits, normalised to unit length: ``(1, 1)`` moves
+        both traits equally, ``(1, 0)`` makes only size carry the fate, and
+        ``(2, 1)`` makes size carry more of it than brightness (then size
+        and brightness are the principal axes of the data more nearly, which
+        helps a 2-D latent space give each trait its own dimension).
     weights : sequence of two floats, default=None
         Class proportions ``(fate 0, fate 1)``; ``None`` gives balanced
         classes. The preprint's data are about ``(0.83, 0.17)``.
@@ -97,6 +105,14 @@ def make_nuclei(
     h, w = _as_image_size(image_size)
     if not np.isfinite(class_sep) or class_sep < 0:
         raise ValueError(f"class_sep must be a finite number >= 0, got {class_sep!r}.")
+    direction = np.asarray(direction, dtype=float) if np.ndim(direction) == 1 else None
+    if direction is None or direction.shape != (2,) or not np.all(np.isfinite(direction)) \
+            or not np.any(direction):
+        raise ValueError(
+            "direction must be two finite numbers, not both 0 (size and brightness "
+            "weights of the class separation)."
+        )
+    direction = direction / np.linalg.norm(direction)
     if not np.isfinite(texture) or not 0 <= texture < 1:
         raise ValueError(f"texture must be in [0, 1), got {texture!r}.")
     if weights is None:
@@ -115,8 +131,8 @@ def make_nuclei(
     rng.shuffle(y)
 
     # Hidden traits: unit-variance Gaussians, class means class_sep apart
-    # along the diagonal of the (size, brightness) plane.
-    shift = (y - 0.5)[:, None] * class_sep / np.sqrt(2.0)
+    # along ``direction`` in the (size, brightness) plane.
+    shift = (y - 0.5)[:, None] * class_sep * direction[None, :]
     traits = rng.normal(size=(n_samples, 2)) + shift
     scale = min(h, w) / 20.0
     radius = np.clip(4.5 + 0.6 * traits[:, 0], 2.0, 7.5) * scale
