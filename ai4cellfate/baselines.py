@@ -424,17 +424,21 @@ class OptimisedMLP(_KerasClassifier):
 
 
 class _PairDense(layers.Layer):
-    """Independent ``Dense(units, softmax)`` layers, one per feature pair.
+    """Independent ``Dense(units, activation)`` layers, one per feature pair.
 
-    Input ``(batch, n_pairs, n_inputs)``, output ``(batch, n_pairs, units)``.
+    Input ``(batch, n_pairs, n_inputs)``, output ``(batch, n_pairs, units)``;
+    ``activation`` is ``"softmax"`` (over units) or ``"relu"``.
     """
 
-    def __init__(self, n_pairs, units, l2=1e-4, seed=None, **kwargs):
+    def __init__(self, n_pairs, units, l2=1e-4, seed=None, activation="softmax", **kwargs):
         super().__init__(**kwargs)
         self.n_pairs = int(n_pairs)
         self.units = int(units)
         self.l2 = float(l2)
         self.seed = seed
+        if activation not in ("softmax", "relu"):
+            raise ValueError(f"activation must be 'softmax' or 'relu', got {activation!r}.")
+        self.activation = activation
 
     def build(self, input_shape):
         n_inputs = int(input_shape[-1])
@@ -451,6 +455,8 @@ class _PairDense(layers.Layer):
 
     def call(self, x):
         logits = ops.einsum("bpi,piu->bpu", x, self.kernel) + self.bias
+        if self.activation == "relu":
+            return ops.relu(logits)
         return ops.softmax(logits, axis=-1)
 
 
@@ -529,3 +535,32 @@ class _PairSimpleClassifier(_KerasClassifier):
         x = layers.Dropout(0.3, seed=seed)(inputs)
         outputs = _PairDense(len(self.pairs_), n_classes, l2=1e-4, seed=seed)(x)
         return keras.Model(inputs, outputs, name="pair_classifiers")
+
+
+class _PairOptimisedMLP(_PairSimpleClassifier):
+    """:class:`OptimisedMLP` on every pair of features, trained at once.
+
+    Per pair, ``BatchNorm -> [PairDense(h, relu) -> Dropout(0.3)] for h in
+    (32, 16, 8) -> PairDense(n_classes, softmax)``, L2 1e-4 on every kernel;
+    the pairs share no weight (batch normalisation is per input column, which
+    is per pair) and the loss is the sum of the pairs' losses, so every pair
+    trains as its own optimised MLP would. Same outputs as
+    :class:`_PairSimpleClassifier`.
+    """
+
+    def _build_network(self, n_features, n_classes, seed):
+        n_pairs = len(self.pairs_)
+
+        def sub(k):
+            return None if seed is None else seed + k
+
+        inputs = keras.Input(shape=(n_pairs, 2), name="pairs")
+        x = layers.Reshape((2 * n_pairs,))(inputs)
+        x = layers.BatchNormalization(name="input_norm")(x)
+        x = layers.Reshape((n_pairs, 2))(x)
+        for k, units in enumerate((32, 16, 8)):
+            x = _PairDense(n_pairs, units, l2=1e-4, seed=sub(k), activation="relu",
+                           name=f"pair_dense_{k}")(x)
+            x = layers.Dropout(0.3, seed=sub(100 + k))(x)
+        outputs = _PairDense(n_pairs, n_classes, l2=1e-4, seed=sub(3), name="probabilities")(x)
+        return keras.Model(inputs, outputs, name="pair_optimised_mlps")

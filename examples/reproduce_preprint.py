@@ -96,9 +96,11 @@ def save(name, results, figure, outdir):
     plt.close(figure)
     shown = summary
     if "features" in summary.columns:  # one line for all feature pairs
-        pairs = summary["model"] == "SimpleClassifier (pair)"
-        top = summary[pairs].nlargest(1, "balanced_accuracy_mean")
-        shown = pd.concat([summary[~pairs], top.assign(model="top pair (by test score)")])
+        pairs = summary["model"].str.endswith(" (pair)")
+        tops = [summary[summary["model"] == m].nlargest(1, "balanced_accuracy_mean")
+                .assign(model=f"{m[:-len(' (pair)')]}: top pair (by test score)")
+                for m in summary.loc[pairs, "model"].unique()]
+        shown = pd.concat([summary[~pairs], *tops])
     cols = [c for c in shown.columns if not c.endswith("_std") or c.startswith("bal")]
     print(shown[cols].to_string(index=False, float_format="%.3f"))
 

@@ -7,7 +7,12 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from ai4cellfate.baselines import OptimisedMLP, SimpleClassifier, _PairSimpleClassifier
+from ai4cellfate.baselines import (
+    OptimisedMLP,
+    SimpleClassifier,
+    _PairOptimisedMLP,
+    _PairSimpleClassifier,
+)
 from ai4cellfate.metrics import balanced_accuracy
 
 EPOCHS = 8
@@ -102,6 +107,23 @@ def test_pair_classifier_one_model_per_pair(data):
     assert balanced_accuracy(y, pred[:, 0]) > balanced_accuracy(y, pred[:, 5])
     with pytest.raises(ValueError, match="pairs"):
         _PairSimpleClassifier(pairs=[(0, 9)], epochs=1).fit(X, y)
+
+
+def test_pair_mlp_one_independent_network_per_pair(data):
+    X, y = data
+    clf = _PairOptimisedMLP(epochs=15, learning_rate=0.01, random_state=0).fit(X, y)
+    pred = clf.predict(X)
+    assert clf.predict_proba(X).shape == (len(X), 6, 2) and pred.shape == (len(X), 6)
+    assert balanced_accuracy(y, pred[:, 0]) > balanced_accuracy(y, pred[:, 5])
+    # pair (0, 1) reads only columns 0 and 1: changing column 3 leaves it alone
+    X2 = X.copy()
+    X2[:, 3] = X2[:, 3] * -5 + 100
+    p1, p2 = clf.predict_proba(X), clf.predict_proba(X2)
+    np.testing.assert_allclose(p2[:, 0], p1[:, 0], rtol=1e-5, atol=1e-6)
+    assert np.abs(p2[:, 5] - p1[:, 5]).max() > 1e-3  # pair (2, 3) does change
+    # the MLP has the hidden layers of the optimised MLP, per pair
+    kernels = sorted(tuple(w.shape) for w in clf.model_.weights if w.path.endswith("kernel"))
+    assert kernels == sorted([(6, 2, 32), (6, 32, 16), (6, 16, 8), (6, 8, 2)])
 
 
 def test_sklearn_contract(simple):

@@ -92,14 +92,15 @@ def test_compare_models_every_model(nuclei):
     assert list(res.columns) == ["model", "features", *BASE[1:]]
     assert set(res["model"]) == set(COMPARE_MODELS)
     assert set(res["fold"]) == {0, 1} and set(res["seed"]) == {42}
-    pairs = res[res["model"] == "SimpleClassifier (pair)"]
-    assert len(pairs) == 2 * 66  # 12 region features of one-channel crops
-    assert "area + intensity_mean" not in set(pairs["features"])
-    assert "intensity_mean + area" in set(pairs["features"])
-    best = res[res["model"] == "SimpleClassifier (best pair)"]
-    assert len(best) == 2 and set(best["features"]) <= set(pairs["features"])
-    one = res[res["model"] != "SimpleClassifier (pair)"]
-    assert len(one) == 2 * 5
+    for family in ("SimpleClassifier", "OptimisedMLP"):
+        pairs = res[res["model"] == f"{family} (pair)"]
+        assert len(pairs) == 2 * 66  # 12 region features of one-channel crops
+        assert "area + intensity_mean" not in set(pairs["features"])
+        assert "intensity_mean + area" in set(pairs["features"])
+        best = res[res["model"] == f"{family} (best pair)"]
+        assert len(best) == 2 and set(best["features"]) <= set(pairs["features"])
+    one = res[~res["model"].str.endswith(" (pair)")]
+    assert len(one) == 2 * 6
     assert (res["n_train"] + res["n_test"] == len(y)).all()
     assert res["balanced_accuracy"].between(0, 1).all() and res["precision"].between(0, 1).all()
     # the non-engineered model really has lambda_contra = lambda_cov = 0

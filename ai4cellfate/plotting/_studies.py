@@ -34,8 +34,9 @@ _MODEL_ORDER = (
     "LogisticRegression",
     "SimpleClassifier (best pair)",
     "SimpleClassifier (pair)",
+    "OptimisedMLP (best pair)",
+    "OptimisedMLP (pair)",
 )
-_PAIRS = "SimpleClassifier (pair)"
 
 
 def _check_results(results, required, metrics):
@@ -96,9 +97,9 @@ def plot_model_comparison(results, *, metric="balanced_accuracy", chance=True, a
     """Figure of :func:`~ai4cellfate.studies.compare_models`.
 
     One row per model: each fold and seed as a dot, the mean (diamond,
-    annotated) with one standard deviation. For ``"SimpleClassifier
-    (pair)"`` each dot is one feature pair (its mean over folds and seeds),
-    so the row shows the spread of all hand-picked pairs.
+    annotated) with one standard deviation. For the ``"... (pair)"`` models
+    each dot is one feature pair (its mean over folds and seeds), so the row
+    shows the spread of all hand-picked pairs.
 
     Parameters
     ----------
@@ -135,13 +136,13 @@ def plot_model_comparison(results, *, metric="balanced_accuracy", chance=True, a
     labels, values = [], []
     for m in models:
         rows = results[results["model"] == m]
-        if m == _PAIRS and "features" in rows.columns:
+        if m.endswith(" (pair)") and "features" in rows.columns:
             per_pair = rows.groupby("features", sort=False)[metric].mean()
             labels.append(f"{m}\n(each of {len(per_pair)} pairs)")
             values.append(per_pair.to_numpy())
         else:
             label = m
-            if m == "SimpleClassifier (best pair)" and "features" in rows.columns:
+            if m.endswith(" (best pair)") and "features" in rows.columns:
                 counts = rows["features"].value_counts(sort=True)
                 if len(counts) == 1:
                     label = f"{m}\n({counts.index[0]})"
