@@ -2,7 +2,8 @@
 
 make_nuclei with default arguments, 800 training and 400 held-out crops, default
 lambdas, shortened training (stage1_epochs=3, min_epochs=5, max_epochs=15); also
-checks that a pickle round trip gives the same latents. Run once per backend:
+checks that a pickle round trip gives the same latents (bitwise on JAX and PyTorch;
+on TensorFlow the rebuilt graph may differ in the last bit, about 3e-8). Run once per backend:
 
     KERAS_BACKEND=torch python benchmarks/heldout_accuracy.py [--seed 0]
 """
@@ -30,11 +31,11 @@ def main():
     model.fit(X[:800], y[:800])
     fit_s = time.perf_counter() - t
     acc = balanced_accuracy_score(y[800:], model.predict(X[800:]))
-    same = np.array_equal(pickle.loads(pickle.dumps(model)).transform(X[800:]),
-                          model.transform(X[800:]))
+    diff = np.abs(pickle.loads(pickle.dumps(model)).transform(X[800:])
+                  - model.transform(X[800:])).max()
     print(f"backend={keras.backend.backend()} seed={args.seed} fit_s={fit_s:.0f} "
           f"epochs={model.n_epochs_} stop='{model.stop_reason_}' "
-          f"heldout_balanced_accuracy={acc:.3f} pickle_same_latents={same}")
+          f"heldout_balanced_accuracy={acc:.3f} pickle_latent_max_abs_diff={diff:.1e}")
 
 
 if __name__ == "__main__":
