@@ -67,25 +67,40 @@ def gaussian_window(size, sigma):
     return g / g.sum()
 
 
+def _blur_matrix(n, g):
+    """``(n - len(g) + 1, n)`` matrix of a 'valid' 1-D convolution with ``g``."""
+    size = len(g)
+    m = np.zeros((n - size + 1, n), dtype="float32")
+    for i in range(n - size + 1):
+        m[i, i : i + size] = g
+    return m
+
+
 def _ssim_terms(x, y, window_size, sigma, c1, c2):
-    """Mean luminance*cs (SSIM) and mean cs maps of one scale, per image."""
+    """Mean luminance*cs (SSIM) and mean cs maps of one scale, per image.
+
+    The Gaussian window is separable, so the 'valid' blur of each map is two
+    small matrix products (rows, then columns): on CPUs these run many times
+    faster, forwards and backwards, than a depthwise convolution over maps
+    with one or a few channels. The five maps are blurred together.
+    """
     h, w = int(x.shape[1]), int(x.shape[2])
     channels = int(x.shape[3])
     size = max(1, min(int(window_size), h, w))
     g = gaussian_window(size, sigma)
-    kernel = np.outer(g, g).astype("float32")[:, :, None, None]
-    kernel = np.tile(kernel, (1, 1, channels, 1))
-    kernel = ops.convert_to_tensor(kernel, dtype=x.dtype)
-
-    def blur(a):
-        return ops.depthwise_conv(a, kernel, strides=1, padding="valid")
-
-    mu_x = blur(x)
-    mu_y = blur(y)
+    rows = ops.convert_to_tensor(_blur_matrix(h, g), dtype=x.dtype)
+    cols = ops.convert_to_tensor(_blur_matrix(w, g), dtype=x.dtype)
+    maps = ops.concatenate([x, y, x * x, y * y, x * y], axis=-1)
+    blurred = ops.einsum("jw,biwc->bijc", cols, ops.einsum("ih,bhwc->biwc", rows, maps))
+    mu_x = blurred[..., :channels]
+    mu_y = blurred[..., channels : 2 * channels]
+    e_xx = blurred[..., 2 * channels : 3 * channels]
+    e_yy = blurred[..., 3 * channels : 4 * channels]
+    e_xy = blurred[..., 4 * channels :]
     mu_xx, mu_yy, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
-    var_x = blur(x * x) - mu_xx
-    var_y = blur(y * y) - mu_yy
-    cov = blur(x * y) - mu_xy
+    var_x = e_xx - mu_xx
+    var_y = e_yy - mu_yy
+    cov = e_xy - mu_xy
     luminance = (2.0 * mu_xy + c1) / (mu_xx + mu_yy + c1)
     cs = (2.0 * cov + c2) / (var_x + var_y + c2)
     ssim_map = luminance * cs

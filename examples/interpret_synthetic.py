@@ -65,6 +65,10 @@ def parse_args(argv=None):
     parser.add_argument("--n-samples", type=int, default=None,
                         help="number of synthetic nuclei (default 900, 1200 without --quick)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--direction", type=float, nargs=2, default=(1.0, 1.0),
+                        metavar=("SIZE", "BRIGHTNESS"),
+                        help="how much size and brightness each carry the fate "
+                             "(make_nuclei's direction; default 1 1)")
     parser.add_argument("--traversal", choices=("data", "preprint"), default="data",
                         help="traversal ranges: 5%%-95%% latent quantiles of the training "
                              "cells around their median (data), or the preprint's ranges "
@@ -104,7 +108,8 @@ def main(argv=None):
     args.outdir.mkdir(parents=True, exist_ok=True)
     n = args.n_samples or (900 if args.quick else 1200)
 
-    X, y, traits = make_nuclei(n, return_params=True, random_state=args.seed)
+    X, y, traits = make_nuclei(n, direction=args.direction, return_params=True,
+                               random_state=args.seed)
     X_train, X_test, y_train, y_test, _, traits_test = train_test_split(
         X, y, traits, test_size=1 / 3, stratify=y, random_state=args.seed
     )
