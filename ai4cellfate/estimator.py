@@ -236,7 +236,9 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         to a temporary file first, then renamed, so an interrupted write never
         leaves a broken checkpoint. ``fit(..., resume=True)`` continues from
         it. The checkpoint is removed when training ends normally and kept
-        when it was interrupted or diverged.
+        when it was interrupted or diverged. Give every fit its own folder:
+        fits running at the same time (``GridSearchCV(n_jobs=...)``) must not
+        share one.
     checkpoint_every : int, default=1
         Epochs between checkpoints.
     on_interrupt : {"stop", "raise"}, default="stop"
@@ -1052,6 +1054,8 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             params["random_state"] = None
         if params["image_shape"] is not None:
             params["image_shape"] = list(params["image_shape"])
+        if params["checkpoint_dir"] is not None:
+            params["checkpoint_dir"] = os.fspath(params["checkpoint_dir"])
         classes = self.classes_
         return {
             "format": FORMAT_NAME,

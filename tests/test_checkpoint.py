@@ -10,6 +10,7 @@ import os
 import numpy as np
 import pytest
 
+import ai4cellfate
 import ai4cellfate._checkpoint as ckpt_module
 from ai4cellfate import CellFateAAE
 from ai4cellfate._checkpoint import CHECKPOINT_NAME, read_checkpoint, write_checkpoint
@@ -73,6 +74,8 @@ def test_resumed_fit_equals_uninterrupted(nuclei, reference, tmp_path, monkeypat
 
     resumed = CellFateAAE(checkpoint_dir=tmp_path, **LONG).fit(X, y, resume=True)
     assert resumed.resumed_from_epoch_ == 2
+    resumed.save(tmp_path / "resumed.keras")  # a Path parameter is saved as text
+    assert ai4cellfate.load(tmp_path / "resumed.keras").checkpoint_dir == str(tmp_path)
     assert resumed.stop_reason_ == "max_epochs reached"
     np.testing.assert_array_equal(resumed.transform(X), z_ref)
     np.testing.assert_array_equal(resumed.history_["loss"].to_numpy(),
