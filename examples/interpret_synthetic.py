@@ -19,6 +19,7 @@ Usage::
 
     python examples/interpret_synthetic.py -o OUTDIR            # full training
     python examples/interpret_synthetic.py -o OUTDIR --quick    # a few minutes on CPU
+    python examples/interpret_synthetic.py -o OUTDIR --smoke    # seconds: checks the steps
 
 Choose the Keras backend with ``KERAS_BACKEND`` (jax, tensorflow or torch).
 """
@@ -62,6 +63,9 @@ def parse_args(argv=None):
                         help="folder for the PNG figures (default: interpret_out)")
     parser.add_argument("--quick", action="store_true",
                         help="short training: 5 stage-1 epochs, 10-30 stage-2 epochs")
+    parser.add_argument("--smoke", action="store_true",
+                        help="seconds-long run on 150 nuclei that checks every step "
+                             "works (the traits check needs real training)")
     parser.add_argument("--n-samples", type=int, default=None,
                         help="number of synthetic nuclei (default 900, 1200 without --quick)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -106,7 +110,7 @@ def follows(trends, effects, threshold=0.8):
 def main(argv=None):
     args = parse_args(argv)
     args.outdir.mkdir(parents=True, exist_ok=True)
-    n = args.n_samples or (900 if args.quick else 1200)
+    n = args.n_samples or (150 if args.smoke else 900 if args.quick else 1200)
 
     X, y, traits = make_nuclei(n, direction=args.direction, return_params=True,
                                random_state=args.seed)
@@ -114,8 +118,8 @@ def main(argv=None):
         X, y, traits, test_size=1 / 3, stratify=y, random_state=args.seed
     )
     epochs = (
-        dict(stage1_epochs=5, min_epochs=10, max_epochs=30)
-        if args.quick
+        dict(stage1_epochs=1, min_epochs=1, max_epochs=1) if args.smoke
+        else dict(stage1_epochs=5, min_epochs=10, max_epochs=30) if args.quick
         else dict(stage1_epochs=15, min_epochs=50, max_epochs=100)
     )
     model = CellFateAAE(random_state=args.seed, **epochs)
@@ -192,6 +196,9 @@ def main(argv=None):
                   f"{effects.loc[d, m]:+.2f}): the two traits are mixed in {d}")
     print("One latent dimension follows area and the other intensity, |rho| >= 0.8: "
           + ("yes" if ok else "NO"))
+    if args.smoke:
+        print("(smoke run: one epoch per stage; the check above needs real training)")
+        return 0
     return 0 if ok else 1
 
 
