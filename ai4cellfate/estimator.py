@@ -71,6 +71,11 @@ def _seed_everything(seed):
         tf.random.set_seed(seed)
 
 
+def _run_seed(random_state):
+    """The integer seed of one fit, drawn from ``random_state``."""
+    return int(check_random_state(random_state).randint(0, 2**31 - 10_000))
+
+
 def _softmax(a):
     a = a - a.max(axis=1, keepdims=True)
     e = np.exp(a)
@@ -144,15 +149,15 @@ def _make_callbacks():
             return self.X[idx], self.y[idx]
 
     class Checkpointer(keras.callbacks.Callback):
-        """Write the whole training state every ``every`` epochs (and at a stop)."""
+        """Call ``save(epoch)`` every ``every`` epochs and when training stops."""
 
-        def __init__(self, path, every, state):
+        def __init__(self, every, save):
             super().__init__()
-            self.path, self.every, self.state = path, every, state
+            self.every, self.save = every, save
 
         def on_epoch_end(self, epoch, logs=None):
             if (epoch + 1) % self.every == 0 or self.model.stop_training:
-                self.state(epoch)
+                self.save(epoch)
 
     return EpochRecorder, ShuffledBatches, Checkpointer
 
@@ -563,8 +568,7 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         if ckpt is not None and ckpt["meta"] is not None:
             seed = int(ckpt["meta"]["seed"])
         else:
-            rng = check_random_state(self.random_state)
-            seed = int(rng.randint(0, 2**31 - 10_000))
+            seed = _run_seed(self.random_state)
         train, val = self._split(y_enc, groups, seed, p)
         gen = np.random.default_rng(seed)
         X_tr, y_tr = images[train], y_enc[train]
@@ -641,10 +645,11 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                     f"backend; this is {fingerprint['backend']!r}. Resume under the same "
                     "backend (KERAS_BACKEND), or fit afresh with resume=False."
                 )
-            if old.get("data") != fingerprint["data"]:
+            if (old.get("data"), old.get("classes")) != (fingerprint["data"],
+                                                         fingerprint["classes"]):
                 raise ValueError(
-                    f"The checkpoint {path} belongs to a fit on other data (X, y or groups "
-                    "differ); resume with the same data, or fit afresh with resume=False."
+                    f"The checkpoint {path} belongs to a fit on other data (X, y, its labels "
+                    "or groups differ); resume with the same data, or fit afresh with resume=False."
                 )
             if old.get("params") != fingerprint["params"]:
                 changed = sorted(k for k in set(old.get("params", {})) | set(params)
@@ -654,8 +659,7 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                     " differ); resume with the same parameters, or fit afresh with resume=False."
                 )
             if isinstance(self.random_state, numbers.Integral):
-                rng = check_random_state(self.random_state)
-                if int(rng.randint(0, 2**31 - 10_000)) != int(meta["seed"]):
+                if _run_seed(self.random_state) != int(meta["seed"]):
                     raise ValueError(
                         f"The checkpoint {path} was written with another random_state; resume "
                         "with the same random_state, or fit afresh with resume=False."
@@ -732,7 +736,7 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                 [np.array(v.numpy()) for v in model.optimizer.variables],
             )
 
-        extra = [Checkpointer(ckpt["path"], ckpt["every"], save_state)] if ckpt else []
+        extra = [Checkpointer(ckpt["every"], save_state)] if ckpt else []
         stop = _STOP_REASONS["max_epochs"]
         # Batch order comes from ShuffledBatches alone: Keras would reshuffle the
         # batches with Python's global `random`, which a checkpoint cannot hold.

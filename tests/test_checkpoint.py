@@ -184,6 +184,7 @@ def interrupted_dir(nuclei, tmp_path, monkeypatch):
 @pytest.mark.parametrize("change, match", [
     ("data", "other data"),
     ("labels", "other data"),
+    ("label names", "other data"),
     ("params", r"lambda_contra differ"),
     ("random_state", "another random_state"),
 ])
@@ -196,6 +197,8 @@ def test_resume_refuses_a_checkpoint_of_another_fit(nuclei, interrupted_dir, cha
     elif change == "labels":
         y = y.copy()
         y[:2] = 1 - y[:2]
+    elif change == "label names":  # same encoded labels, other classes_
+        y = np.where(y == 1, "b: divides", "a: stays")  # encodes to the same 0/1
     elif change == "params":
         params["lambda_contra"] = 3.0
     else:
