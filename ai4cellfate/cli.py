@@ -30,13 +30,12 @@ import importlib.util
 import json
 import os
 import sys
-import tempfile
 import textwrap
 import time
 import warnings
 from pathlib import Path
 
-from ._io import publish_mode
+from ._io import atomic_path
 from ._version import __version__
 
 __all__ = ["main", "build_parser"]
@@ -147,22 +146,8 @@ def _atomic_files(*paths):
     paths = [Path(p) for p in paths]
     for p in paths:
         p.absolute().parent.mkdir(parents=True, exist_ok=True)
-    tmps = []
-    try:
-        for p in paths:
-            fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.tmp-", suffix=p.suffix,
-                                       dir=p.absolute().parent)
-            os.close(fd)
-            os.unlink(tmp)  # writers create the file themselves
-            tmps.append(Path(tmp))
-        yield tmps
-        for tmp, p in zip(tmps, paths):
-            publish_mode(tmp)
-            os.replace(tmp, p)
-    finally:
-        for tmp in tmps:
-            if tmp.exists():
-                tmp.unlink()
+    with contextlib.ExitStack() as stack:
+        yield [Path(stack.enter_context(atomic_path(p, suffix=p.suffix))) for p in paths]
 
 
 def history_path(model_path):
