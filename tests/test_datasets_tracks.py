@@ -378,8 +378,11 @@ def test_frame_sequence_gaps_and_errors(tmp_path):
 @pytest.fixture
 def dataset():
     movie, masks, tracks = _scene([(20, 30), (44, 14), (40, 45)], n_frames=4)
+    # track 3 continues track 1 (frames 0-1) from frame 2: a parent, so that
+    # the table's nullable parent_id column holds a value and a missing one
+    tracks = tracks[~((tracks.track_id == 1) & (tracks.t >= 2))]
+    tracks = tracks[~((tracks.track_id == 3) & (tracks.t < 2))].copy()
     tracks.loc[tracks.track_id == 3, "parent_id"] = 1
-    tracks.loc[tracks.track_id == 3, "t"] += 0  # same frames; a "daughter" of 1
     return make_fate_dataset(movie, tracks, masks, frames="all", crop_size=16,
                              output_size=8, unknown="keep", pixel_size=0.65)
 

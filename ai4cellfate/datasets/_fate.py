@@ -6,6 +6,7 @@ import json
 import numbers
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +67,11 @@ class FateDataset:
     meta : dict, default={}
         JSON-serialisable facts about how the dataset was made (parameters,
         counts of dropped samples, intensity range).
+    pixel_size : float, default=None
+        Micrometres per pixel of the movie the crops were cut from (given, or
+        read from the movie's metadata); ``None`` when unknown.
+    frame_interval : float, default=None
+        Seconds between the movie's frames; ``None`` when unknown.
 
     Examples
     --------
@@ -92,6 +98,8 @@ class FateDataset:
     groups: np.ndarray
     table: pd.DataFrame
     meta: dict = field(default_factory=dict)
+    pixel_size: float | None = None
+    frame_interval: float | None = None
 
     def __post_init__(self):
         try:
@@ -119,6 +127,20 @@ class FateDataset:
             raise ValueError(f"table must have {n} rows to match X, got {len(self.table)}.")
         if not isinstance(self.meta, dict):
             raise TypeError(f"meta must be a dict, got {type(self.meta).__name__}.")
+        for name, unit in (("pixel_size", "um/px"), ("frame_interval", "s")):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, numbers.Real)
+                or not np.isfinite(value)
+                or value <= 0
+            ):
+                raise ValueError(
+                    f"{name} must be None or a positive number ({unit}), got {value!r}."
+                )
+            setattr(self, name, float(value))
 
     def __len__(self):
         return len(self.y)
@@ -171,6 +193,13 @@ class FateDataset:
             f"{len(self)} samples of shape {self.X.shape[1:]}, {self.X.dtype.name}; "
             f"classes {self.class_counts()}; {len(np.unique(self.groups))} lineage groups"
         ]
+        scale = []
+        if self.pixel_size is not None:
+            scale.append(f"pixel size {self.pixel_size:g} um")
+        if self.frame_interval is not None:
+            scale.append(f"frame interval {self.frame_interval:g} s")
+        if scale:
+            lines.append("; ".join(scale))
         dropped = self.meta.get("dropped")
         if dropped:
             parts = ", ".join(f"{k} {v}" for k, v in dropped.items() if v)
@@ -216,6 +245,8 @@ class FateDataset:
             groups=self.groups[index],
             table=self.table.iloc[index].reset_index(drop=True),
             meta=dict(self.meta),
+            pixel_size=self.pixel_size,
+            frame_interval=self.frame_interval,
         )
 
     def train_test_split(self, test_size=0.2, *, random_state=None):
@@ -365,6 +396,8 @@ class FateDataset:
             "version": _FORMAT_VERSION,
             "columns": columns,
             "meta": _jsonable(self.meta),
+            "pixel_size": self.pixel_size,
+            "frame_interval": self.frame_interval,
         }
         arrays["header"] = np.asarray(json.dumps(header))
         with atomic_path(path, suffix=".tmp") as tmp, open(tmp, "wb") as fh:
@@ -387,7 +420,11 @@ class FateDataset:
         Raises
         ------
         ValueError
-            If the file is not a saved FateDataset.
+            If the file is not a saved FateDataset, or is damaged: the message
+            names the file and the array or header key at fault (arrays of
+            Python objects are refused, never unpickled). Files written before
+            ``pixel_size`` and ``frame_interval`` were stored load with both
+            ``None``.
 
         Examples
         --------
@@ -399,30 +436,142 @@ class FateDataset:
             raise ValueError(
                 f"path {str(path)!r} is not a saved FateDataset (not an .npz archive)."
             )
-        with np.load(path, allow_pickle=False) as f:
+        name = str(path)
+        try:
+            f = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{name} is not a readable .npz archive ({_one_line(exc)}).") from None
+        with f:
             if "header" not in f.files:
-                raise ValueError(f"path {str(path)!r} is not a saved FateDataset.")
-            header = json.loads(str(f["header"]))
-            if header.get("format") != _FORMAT:
-                raise ValueError(f"path {str(path)!r} is not a saved FateDataset.")
-            if header.get("version", 0) > _FORMAT_VERSION:
                 raise ValueError(
-                    f"path {str(path)!r} was written by a newer ai4cellfate "
-                    f"(format version {header['version']})."
+                    f"path {name!r} is not a saved FateDataset (no 'header' array; it "
+                    f"holds {f.files[:10]})."
                 )
+            header = _read_header(f, name)
+            arrays = {}
+            for key in ("X", "y", "groups"):
+                arrays[key] = _read_array(f, key, name)
+            n = len(arrays["y"]) if arrays["y"].ndim else 0
             data = {}
-            for info in header["columns"]:
-                values = f[info["key"]]
+            for i, info in enumerate(header["columns"]):
+                where = f"header column {i} ({info['name']!r})"
+                values = _read_array(f, info["key"], name, what=where)
+                if values.ndim != 1 or len(values) != n:
+                    raise ValueError(
+                        f"{name}: array {info['key']!r} ({where}) has shape "
+                        f"{values.shape}, expected ({n},)."
+                    )
                 if "null_key" in info:
+                    null = _read_array(f, info["null_key"], name, what=where)
+                    if null.dtype != bool or null.shape != values.shape:
+                        raise ValueError(
+                            f"{name}: array {info['null_key']!r} ({where}) must be a "
+                            f"boolean mask of shape ({n},), got {null.dtype} {null.shape}."
+                        )
                     values = values.astype(object)
-                    values[f[info["null_key"]]] = None
+                    values[null] = None
                 col = pd.Series(values)
                 try:
                     col = col.astype(info["dtype"])
                 except (TypeError, ValueError):
                     pass
                 data[info["name"]] = col
-            table = pd.DataFrame(data) if data else pd.DataFrame(index=range(len(f["y"])))
+        table = pd.DataFrame(data) if data else pd.DataFrame(index=range(n))
+        try:
             return cls(
-                X=f["X"], y=f["y"], groups=f["groups"], table=table, meta=header["meta"]
+                X=arrays["X"],
+                y=arrays["y"],
+                groups=arrays["groups"],
+                table=table,
+                meta=header["meta"],
+                pixel_size=header.get("pixel_size"),
+                frame_interval=header.get("frame_interval"),
             )
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name} is not a consistent FateDataset: {exc}") from None
+
+
+def _one_line(exc):
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def _read_array(f, key, path, what=None):
+    """``f[key]`` with errors that name the file and the key; never unpickles."""
+    where = f" ({what})" if what else ""
+    if not isinstance(key, str) or key not in f.files:
+        raise ValueError(
+            f"{path}: the array {key!r}{where} is missing; the file is not a complete "
+            "saved FateDataset."
+        )
+    try:
+        return f[key]
+    except ValueError as exc:
+        if "pickle" in str(exc) or "Object arrays" in str(exc):
+            raise ValueError(
+                f"{path}: the array {key!r}{where} holds Python objects (dtype object), "
+                "which are never loaded (reading them would run pickle); a FateDataset "
+                "written by save() has none."
+            ) from None
+        raise ValueError(
+            f"{path}: the array {key!r}{where} cannot be read ({_one_line(exc)})."
+        ) from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ValueError(
+            f"{path}: the array {key!r}{where} is damaged ({_one_line(exc)})."
+        ) from None
+
+
+def _read_header(f, path):
+    """The JSON header of a saved dataset, checked; errors name the file and the key."""
+    raw = _read_array(f, "header", path)
+    if raw.ndim != 0 or raw.dtype.kind not in "US":
+        raise ValueError(
+            f"{path}: the array 'header' must be one JSON string, got {raw.dtype} of "
+            f"shape {raw.shape}."
+        )
+    try:
+        header = json.loads(str(raw))
+    except ValueError as exc:
+        raise ValueError(f"{path}: the array 'header' is not valid JSON ({exc}).") from None
+    if not isinstance(header, dict) or header.get("format") != _FORMAT:
+        raise ValueError(f"path {str(path)!r} is not a saved FateDataset.")
+    version = header.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ValueError(
+            f"{path}: the 'header' key 'version' must be an integer, got {version!r}."
+        )
+    if version > _FORMAT_VERSION:
+        raise ValueError(
+            f"path {str(path)!r} was written by a newer ai4cellfate "
+            f"(format version {version})."
+        )
+    columns = header.get("columns")
+    if not isinstance(columns, list):
+        raise ValueError(
+            f"{path}: the 'header' key 'columns' must be a list, got "
+            f"{type(columns).__name__}."
+        )
+    for i, info in enumerate(columns):
+        if (
+            not isinstance(info, dict)
+            or not all(isinstance(info.get(k), str) for k in ("name", "key", "dtype"))
+            or not isinstance(info.get("null_key", ""), str)
+        ):
+            raise ValueError(
+                f"{path}: the 'header' key 'columns' entry {i} must hold the strings "
+                f"name, key and dtype, got {info!r}."
+            )
+    if not isinstance(header.get("meta", {}), dict):
+        raise ValueError(
+            f"{path}: the 'header' key 'meta' must be a JSON object, got "
+            f"{type(header['meta']).__name__}."
+        )
+    header.setdefault("meta", {})
+    for key in ("pixel_size", "frame_interval"):
+        value = header.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(
+                f"{path}: the 'header' key {key!r} must be a number or null, got {value!r}."
+            )
+    return header

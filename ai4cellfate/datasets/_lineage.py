@@ -39,14 +39,96 @@ def _parent_ids(parent, track_ids, name):
     if unknown:
         shown = ", ".join(str(u) for u in unknown[:10])
         more = f" (and {len(unknown) - 10} more)" if len(unknown) > 10 else ""
+        tids = np.asarray(track_ids)
+        first = unknown[0]
+        kids = tids[out == first][:5].tolist()
         raise ValueError(
-            f"{name} names parents that are not tracks in it: {shown}{more}."
+            f"{name} names parents that are not tracks in it: {shown}{more} "
+            f"(e.g. track(s) {kids} name parent {first})."
         )
     return out
 
 
+_SEPARATORS = ((";", "';'"), ("\t", "'\\t' (tab)"), ("|", "'|'"), (" ", "r'\\s+' (spaces)"))
+
+
+def check_columns(table, required, name, needs=None):
+    """Raise a ValueError naming the missing columns and the columns found.
+
+    When the columns found look like a whole header read as one column (a
+    file separated by ``;``, tabs or spaces read as comma-separated), the
+    message says which separator the file seems to use.
+    """
+    missing = [c for c in required if c not in table.columns]
+    if not missing:
+        return
+    found = [str(c) for c in table.columns]
+    shown = found[:12] + (["..."] if len(found) > 12 else [])
+    msg = f"{name} lacks the column(s) {missing}"
+    if needs:
+        msg += f"; it needs {needs}"
+    msg += f". Columns found: {shown}."
+    joined = [c for c in found if any(r in c for r in required)]
+    for sep, label in _SEPARATORS:
+        if any(sep in c and len(c.split(sep)) > 1 for c in joined or found):
+            msg += (
+                f" The header looks like one column holding several names: the file "
+                f"seems to be separated by {label}, not ','; read it with "
+                f"pandas.read_csv(path, sep={label.split()[0]})."
+            )
+            break
+    raise ValueError(msg)
+
+
+def _check_tree(out, name):
+    """Parents exist (checked before), no cycles, parents end before children start."""
+    ids = out["track_id"].to_numpy()
+    parent = dict(zip(ids.tolist(), out["parent_id"].to_numpy().tolist()))
+    # cycles: follow parents; a chain that comes back to a track is a cycle
+    done = set()
+    for i in ids.tolist():
+        path, j = [], i
+        on_path = {}
+        while j >= 0 and j not in done:
+            if j in on_path:
+                cyc = path[on_path[j]:] + [j]
+                raise ValueError(
+                    f"{name} has a cycle of parents: "
+                    + " -> ".join(f"track {k}" for k in cyc)
+                    + " (each names the next as its parent)."
+                )
+            on_path[j] = len(path)
+            path.append(j)
+            j = parent[j]
+        done.update(path)
+    # a daughter (or a track continuing after a gap) starts after her mother ends
+    start = dict(zip(ids.tolist(), out["start"].to_numpy().tolist()))
+    end = dict(zip(ids.tolist(), out["end"].to_numpy().tolist()))
+    bad = [(c, p) for c, p in parent.items() if p >= 0 and start[c] <= end[p]]
+    if bad:
+        shown = "; ".join(
+            f"track {c} starts at frame {start[c]}, its parent track {p} ends at "
+            f"frame {end[p]}"
+            for c, p in bad[:5]
+        )
+        more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        raise ValueError(
+            f"{name} has {len(bad)} track(s) that start before their parent ends: "
+            f"{shown}{more}. A daughter track must start after her mother's last "
+            "frame (the mother's track ends at her last frame before the division)."
+        )
+
+
 def check_lineage(lineage, name="lineage"):
     """Validate a lineage table and return a clean copy.
+
+    Every reader (Cell Tracking Challenge, tracks tables, TrackMate) builds
+    its lineage through this function, which refuses what cannot be: a track
+    listed twice, a negative frame, a track that ends before it starts
+    (``start <= end``), a parent that is not a track, a track that is its own
+    parent or a cycle of parents, and a track that starts at or before its
+    parent's last frame (a daughter starts after her mother ends). Messages
+    name the tracks and frames.
 
     Returns a DataFrame with int64 columns ``track_id, start, end, parent_id``
     (``parent_id`` -1 for none), sorted by ``track_id``.
@@ -56,9 +138,7 @@ def check_lineage(lineage, name="lineage"):
             f"{name} must be a pandas DataFrame with columns track_id, start, end, "
             f"parent_id, got {type(lineage).__name__}."
         )
-    missing = [c for c in ("track_id", "start", "end", "parent_id") if c not in lineage]
-    if missing:
-        raise ValueError(f"{name} lacks the column(s) {missing}.")
+    check_columns(lineage, ("track_id", "start", "end", "parent_id"), name)
     if len(lineage) == 0:
         raise ValueError(f"{name} is empty.")
     out = pd.DataFrame()
@@ -70,18 +150,33 @@ def check_lineage(lineage, name="lineage"):
     if out["track_id"].duplicated().any():
         dup = out.loc[out["track_id"].duplicated(), "track_id"].tolist()[:10]
         raise ValueError(f"{name} lists track ids more than once: {dup}.")
-    if (out["start"] < 0).any():
-        raise ValueError(f"{name}.start must be >= 0.")
+    neg = out["start"] < 0
+    if neg.any():
+        r = out[neg].iloc[0]
+        raise ValueError(
+            f"{name}.start must be >= 0; track {int(r.track_id)} starts at frame "
+            f"{int(r.start)}."
+        )
     bad = out["end"] < out["start"]
     if bad.any():
+        shown = ", ".join(
+            f"track {int(r.track_id)} (frames {int(r.start)} to {int(r.end)})"
+            for r in out[bad].head(10).itertuples()
+        )
         raise ValueError(
-            f"{name} has tracks that end before they start: "
-            f"{out.loc[bad, 'track_id'].tolist()[:10]}."
+            f"{name} has tracks that end before they start (first frame after the "
+            f"last): {shown}."
         )
     out["parent_id"] = _parent_ids(lineage["parent_id"].to_numpy(), out["track_id"], name)
-    if (out["parent_id"] == out["track_id"]).any():
-        raise ValueError(f"{name} has tracks that are their own parent.")
-    return out.sort_values("track_id", kind="stable").reset_index(drop=True)
+    own = out["parent_id"] == out["track_id"]
+    if own.any():
+        raise ValueError(
+            f"{name} has tracks that are their own parent: "
+            f"{out.loc[own, 'track_id'].tolist()[:10]}."
+        )
+    out = out.sort_values("track_id", kind="stable").reset_index(drop=True)
+    _check_tree(out, name)
+    return out
 
 
 def cell_table(lineage):

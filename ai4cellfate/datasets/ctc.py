@@ -23,9 +23,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._frames import FrameSequence
+from ._frames import FrameSequence, read_tiff
 from ._lineage import check_lineage
-from .tracks import CENTERS, _check_choice, _check_options, make_fate_dataset
+from .tracks import (
+    CENTERS,
+    _check_choice,
+    _check_options,
+    _check_positive,
+    make_fate_dataset,
+)
 
 __all__ = ["CTCSequence", "read_ctc", "load_ctc"]
 
@@ -59,6 +65,11 @@ class CTCSequence:
         The sequence's parent folder.
     sequence : str
         The two-digit sequence name.
+    pixel_size : float or None
+        Micrometres per pixel from the raw frames' metadata (CTC frames often
+        carry it in their resolution tags, e.g. 0.645 for Fluo-N2DL-HeLa).
+    frame_interval : float or None
+        Seconds between frames from the same metadata (rarely present).
     """
 
     movie: FrameSequence
@@ -68,6 +79,8 @@ class CTCSequence:
     missing: dict = field(default_factory=dict)
     path: str = ""
     sequence: str = ""
+    pixel_size: float | None = None
+    frame_interval: float | None = None
 
 
 def _sequence_name(sequence):
@@ -107,9 +120,7 @@ def _read_lineage(path):
 
 
 def _marker_positions(t, path, shape, known):
-    import tifffile
-
-    lab = tifffile.imread(path)
+    lab = read_tiff(path)
     if lab.shape != shape:
         raise ValueError(
             f"{path} has shape {lab.shape}, the raw frames have shape {shape} "
@@ -290,6 +301,8 @@ def _read_ctc(path, sequence, *, segmentation, stacklevel=3):
         missing=missing,
         path=str(root),
         sequence=name,
+        pixel_size=movie.pixel_size,
+        frame_interval=movie.frame_interval,
     )
 
 
@@ -305,6 +318,7 @@ def load_ctc(
     output_size=20,
     pixel_size=None,
     crop_size_um=None,
+    frame_interval=None,
     segmentation="auto",
     border="drop",
     merged="drop",
@@ -336,7 +350,12 @@ def load_ctc(
         Label and sample selection. Defaults: whole-movie fate, all frames,
         every cell, unknown outcomes dropped.
     crop_size, output_size, pixel_size, crop_size_um, border, merged, center
-        See :func:`make_fate_dataset`.
+        See :func:`make_fate_dataset`. ``pixel_size`` defaults to the raw
+        frames' metadata (resolution tags in cm or inch, ImageJ or OME), so
+        ``crop_size_um`` works alone on data that carry it.
+    frame_interval : float, default=None
+        Seconds between frames, stored in the dataset; defaults to the raw
+        frames' metadata. See :func:`make_fate_dataset`.
         Crop geometry. Defaults: 40-px windows centred on the nucleus mask's
         centroid (CTC tracking markers are often off-centre), binned to
         20 x 20; cells at the image edge dropped; nuclei whose mask merges
@@ -402,7 +421,9 @@ def load_ctc(
         normalize=normalize,
         percentiles=percentiles,
         merged=merged,
+        pixel_size_later=True,
     )
+    _check_positive(frame_interval, "frame_interval", "s")
     seq = _read_ctc(path, name, segmentation=segmentation)
     generic = {"auto": "auto", "gt": "masks", "st": "masks", "otsu": "otsu", None: None}
     data = make_fate_dataset(
@@ -418,6 +439,7 @@ def load_ctc(
         output_size=output_size,
         pixel_size=pixel_size,
         crop_size_um=crop_size_um,
+        frame_interval=frame_interval,
         segmentation=generic[segmentation],
         border=border,
         merged=merged,

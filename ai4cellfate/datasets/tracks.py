@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import numbers
+import os
 from collections import Counter
 
 import numpy as np
@@ -16,8 +17,8 @@ import pandas as pd
 from scipy import ndimage
 
 from ._fate import FateDataset
-from ._frames import _Movie
-from ._lineage import UNKNOWN, cell_table, check_lineage, fate_labels
+from ._frames import FrameSequence, _Movie, _warn, open_movie
+from ._lineage import UNKNOWN, cell_table, check_columns, check_lineage, fate_labels
 
 __all__ = ["make_fate_dataset"]
 
@@ -66,8 +67,15 @@ def _check_options(
     normalize,
     percentiles,
     merged="drop",
+    pixel_size_later=True,
 ):
-    """Validate the crop / label options; return (crop_px, output_px, channel)."""
+    """Validate the crop / label options; return (crop_px, output_px, channel).
+
+    With ``pixel_size_later=True`` (the default: the pixel size may still come
+    from the movie's metadata) ``crop_size_um`` without ``pixel_size`` is
+    accepted and ``crop_px`` / ``output_px`` are None: :func:`_crop_geometry`
+    computes them once the pixel size is known. ``False`` demands it now.
+    """
     if horizon is not None and (not _is_int(horizon) or horizon < 1):
         raise ValueError(f"horizon must be None or an integer >= 1, got {horizon!r}.")
     _check_choice(frames, "frames", FRAMES)
@@ -77,38 +85,22 @@ def _check_options(
     _check_choice(border, "border", BORDERS)
     _check_choice(merged, "merged", MERGED)
     _check_choice(normalize, "normalize", NORMALIZE)
-    if pixel_size is not None and (not _is_real(pixel_size) or pixel_size <= 0):
-        raise ValueError(f"pixel_size must be a positive number (um/px), got {pixel_size!r}.")
+    _check_positive(pixel_size, "pixel_size", "um/px")
     if crop_size_um is not None:
         if not _is_real(crop_size_um) or crop_size_um <= 0:
             raise ValueError(
                 f"crop_size_um must be a positive number (um), got {crop_size_um!r}."
             )
-        if pixel_size is None:
-            raise ValueError("crop_size_um needs pixel_size (um per pixel) to be given.")
-        crop_px = int(round(crop_size_um / pixel_size))
-        if crop_px < 4:
-            raise ValueError(
-                f"crop_size_um={crop_size_um} at pixel_size={pixel_size} is only "
-                f"{crop_px} px; it must span at least 4 px."
-            )
-    else:
-        if not _is_int(crop_size) or crop_size < 4:
-            raise ValueError(f"crop_size must be an integer >= 4 (pixels), got {crop_size!r}.")
-        crop_px = int(crop_size)
-    if output_size is None:
-        out_px = crop_px
-    elif not _is_int(output_size) or output_size < 4:
+    elif not _is_int(crop_size) or crop_size < 4:
+        raise ValueError(f"crop_size must be an integer >= 4 (pixels), got {crop_size!r}.")
+    if output_size is not None and (not _is_int(output_size) or output_size < 4):
         raise ValueError(
             f"output_size must be None or an integer >= 4 (pixels), got {output_size!r}."
         )
+    if crop_size_um is not None and pixel_size is None and pixel_size_later:
+        crop_px = out_px = None
     else:
-        out_px = int(output_size)
-        if out_px > crop_px:
-            raise ValueError(
-                f"output_size ({out_px}) must not exceed the crop size ({crop_px} px): "
-                "crops are binned or resampled down, never up."
-            )
+        crop_px, out_px = _crop_geometry(crop_size, crop_size_um, output_size, pixel_size)
     if channel is not None and not _is_int(channel):
         if isinstance(channel, (list, tuple)) and channel and all(_is_int(c) for c in channel):
             channel = [int(c) for c in channel]
@@ -129,6 +121,136 @@ def _check_options(
     if not 0 <= lo < hi <= 100:
         raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles!r}.")
     return crop_px, out_px, channel
+
+
+def _check_positive(value, name, unit):
+    if value is not None and (not _is_real(value) or value <= 0):
+        raise ValueError(f"{name} must be a positive number ({unit}), got {value!r}.")
+
+
+def _crop_geometry(crop_size, crop_size_um, output_size, pixel_size, source=None):
+    """Window and output sides in pixels (options already validated)."""
+    if crop_size_um is not None:
+        if pixel_size is None:
+            raise ValueError(
+                "crop_size_um needs pixel_size (um per pixel): pass pixel_size=, or use "
+                "a movie whose metadata gives it (OME-TIFF, ImageJ TIFF with a "
+                "calibration, TIFF resolution tags in cm or inch)"
+                + (f"; {source} has none." if source else ".")
+            )
+        crop_px = int(round(crop_size_um / pixel_size))
+        if crop_px < 4:
+            raise ValueError(
+                f"crop_size_um={crop_size_um} at pixel_size={pixel_size:g} is only "
+                f"{crop_px} px; it must span at least 4 px."
+            )
+    else:
+        crop_px = int(crop_size)
+    out_px = crop_px if output_size is None else int(output_size)
+    if out_px > crop_px:
+        raise ValueError(
+            f"output_size ({out_px}) must not exceed the crop size ({crop_px} px): "
+            "crops are binned or resampled down, never up."
+        )
+    return crop_px, out_px
+
+
+def _movie_source(movie):
+    """The file a movie's metadata comes from, for messages (None for arrays)."""
+    if isinstance(movie, FrameSequence):
+        files = [s for s in movie._sources.values() if not isinstance(s, np.ndarray)]
+        return os.fspath(files[0]) if files else None
+    path = getattr(movie, "path", None)
+    return os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
+
+
+def _reconcile(given, found, name, unit, source):
+    """The value to use: an explicit ``given`` wins over the metadata's ``found``.
+
+    Returns ``(value, origin)`` with origin ``"given"``, ``"metadata"`` or None;
+    warns when both are known and differ by more than 1 %.
+    """
+    if found is None:
+        return (None, None) if given is None else (float(given), "given")
+    if given is None:
+        return float(found), "metadata"
+    if abs(float(given) - found) > 0.01 * found:
+        _warn(
+            f"{name}={given:g} {unit} disagrees with the {found:g} {unit} in the "
+            f"metadata of {source or 'the movie'}; using the {name}={given:g} given."
+        )
+    return float(given), "given"
+
+
+def calibration(movie, pixel_size=None, frame_interval=None):
+    """Pixel size (um/px) and frame interval (s) for ``movie``, and where they come from.
+
+    The movie's metadata (:class:`~ai4cellfate.datasets.FrameSequence` and
+    TIFF movies carry ``pixel_size`` / ``frame_interval`` read from OME,
+    ImageJ or resolution tags) unless an explicit value is given; an explicit
+    value that differs from the metadata by more than 1 % wins with a
+    :class:`UserWarning` naming both.
+
+    Returns
+    -------
+    dict
+        ``pixel_size``, ``pixel_size_source``, ``frame_interval``,
+        ``frame_interval_source`` (sources ``"given"``, ``"metadata"`` or None).
+    """
+    _check_positive(pixel_size, "pixel_size", "um/px")
+    _check_positive(frame_interval, "frame_interval", "s")
+    source = _movie_source(movie)
+    px, px_from = _reconcile(
+        pixel_size, getattr(movie, "pixel_size", None), "pixel_size", "um/px", source
+    )
+    dt, dt_from = _reconcile(
+        frame_interval, getattr(movie, "frame_interval", None), "frame_interval", "s",
+        source,
+    )
+    return {
+        "pixel_size": px,
+        "pixel_size_source": px_from,
+        "frame_interval": dt,
+        "frame_interval_source": dt_from,
+    }
+
+
+def read_table(path, *, required=(), name=None, sep=None):
+    """Read a CSV (or, by its extension, tab-separated) table, naming the file on errors.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A ``.csv`` file (comma-separated) or ``.tsv`` / ``.tab`` (tabs).
+    required : sequence of str
+        Columns the table must have. When they are missing the message lists
+        the columns found and, when the header looks like several names in one
+        column, the separator the file seems to use.
+    name : str, default=None
+        What the table is, for messages (defaults to the path).
+    sep : str, default=None
+        Separator; defaults to the extension's.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or path-like, got {type(path).__name__}.")
+    path = os.fspath(path)
+    if sep is None:
+        sep = "\t" if path.lower().endswith((".tsv", ".tab")) else ","
+    try:
+        table = pd.read_csv(path, sep=sep)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty: it is not a readable table.") from None
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path} is not a readable CSV table ({first}).") from None
+    check_columns(table, required, f"{name} table {path}" if name else path)
+    return table
 
 
 def _check_channels(movie, channel, segmentation_channel):
@@ -171,13 +293,11 @@ def _check_tracks(tracks, movie, has_lineage):
             f"parent_id, got {type(tracks).__name__}."
         )
     required = ["track_id", "t", "y", "x"] + ([] if has_lineage else ["parent_id"])
-    missing = [c for c in required if c not in tracks.columns]
-    if missing:
-        raise ValueError(
-            f"tracks lacks the column(s) {missing}; it needs track_id, t, y, x"
-            + ("" if has_lineage else ", parent_id (NaN or -1 for none)")
-            + "."
-        )
+    check_columns(
+        tracks, required, "tracks",
+        needs="track_id, t, y, x"
+        + ("" if has_lineage else ", parent_id (NaN or -1 for none)"),
+    )
     if len(tracks) == 0:
         raise ValueError("tracks is empty.")
     out = pd.DataFrame(index=tracks.index)
@@ -424,6 +544,7 @@ def make_fate_dataset(
     output_size=20,
     pixel_size=None,
     crop_size_um=None,
+    frame_interval=None,
     segmentation="auto",
     border="drop",
     merged="drop",
@@ -445,13 +566,18 @@ def make_fate_dataset(
 
     Parameters
     ----------
-    movie : array of shape (T, H, W) or (T, C, H, W), or FrameSequence
+    movie : array of shape (T, H, W) or (T, C, H, W), FrameSequence, or path
         The raw movie. Any array-like with ``shape`` and ``movie[t]`` works
         (numpy, ``numpy.memmap``, zarr, ``tifffile.memmap``); a
-        :class:`FrameSequence` reads frames from files and may have gaps.
-        Only frames that exist and hold a tracked position become samples.
-    tracks : pandas.DataFrame
-        One row per tracked nucleus and frame: ``track_id``, ``t`` (frame
+        :class:`FrameSequence` reads frames from files and may have gaps; a
+        path names one TIFF file (ImageJ hyperstack ``TYX``/``TCYX``,
+        OME-TIFF, or a plain ``(T, H, W)`` / ``(T, C, H, W)`` stack), read
+        one frame at a time, whose metadata give the pixel size and frame
+        interval. Z stacks are refused. Only frames that exist and hold a
+        tracked position become samples.
+    tracks : pandas.DataFrame or path
+        A table, or a CSV file holding one (``.tsv`` for tabs), with one row
+        per tracked nucleus and frame: ``track_id``, ``t`` (frame
         index), ``y``, ``x`` (nucleus centre in pixels, row and column), and
         ``parent_id`` (the mother's ``track_id`` for a daughter; NaN or a
         negative value for none, also 0 when no track has id 0). Each track is
@@ -459,11 +585,11 @@ def make_fate_dataset(
         division and the daughters are new tracks. A track with one child is
         taken as the same cell found again after a gap. Extra columns (e.g.
         TrackMate features) are copied into the result's table.
-    masks : array of shape (T, H, W), or FrameSequence, default=None
+    masks : array of shape (T, H, W), FrameSequence, or path, default=None
         Integer label images (0 = background). The labels need not be track
         ids: a sample uses the label under its position (or the nearest within
         a few pixels). Frames may be missing (FrameSequence).
-    lineage : pandas.DataFrame, default=None
+    lineage : pandas.DataFrame or path, default=None
         ``track_id, start, end, parent_id``: the full extent and parent of
         every track, when ``tracks`` does not hold every frame (e.g. the CTC
         ``man_track.txt``). Defaults to what ``tracks`` shows; ``tracks``'
@@ -496,11 +622,20 @@ def make_fate_dataset(
         (e.g. 40 -> 20 averages 2 x 2 blocks); other sizes resample with
         anti-aliasing. ``None`` keeps the window size.
     pixel_size : float, default=None
-        Micrometres per pixel. Needed by ``crop_size_um``; also adds
-        ``area_um2`` to the table.
+        Micrometres per pixel. Defaults to what the movie's metadata say
+        (OME ``PhysicalSizeX``, an ImageJ calibration, TIFF resolution tags in
+        cm or inch). A value
+        given that differs from the metadata by more than 1 % is used, with a
+        warning naming both. Needed by ``crop_size_um``; adds ``area_um2`` to
+        the table; stored as ``FateDataset.pixel_size``.
     crop_size_um : float, default=None
         Window side in micrometres (the preprint's field is about 25 um), so
         the model sees the same field whatever the magnification.
+    frame_interval : float, default=None
+        Seconds between frames; defaults to the movie's metadata (OME
+        ``TimeIncrement``, ImageJ ``finterval``), with the same rule as
+        ``pixel_size``. Stored as ``FateDataset.frame_interval``; ``horizon``
+        stays in frames.
     segmentation : {"auto", "masks", "otsu", None}, default="auto"
         How the nucleus mask is found. ``"masks"``: the given masks only
         (samples in frames without a mask, or with no label near their
@@ -594,7 +729,7 @@ def make_fate_dataset(
     >>> data.X.shape, data.y.tolist(), data.table["area"].tolist()
     ((2, 8, 8), [1, 0], [109, 109])
     """
-    crop_px, out_px, channel = _check_options(
+    _, _, channel = _check_options(
         horizon=horizon,
         frames=frames,
         first_generation=first_generation,
@@ -609,9 +744,24 @@ def make_fate_dataset(
         normalize=normalize,
         percentiles=percentiles,
         merged=merged,
+        pixel_size_later=True,
     )
     _check_choice(segmentation, "segmentation", SEGMENTATIONS)
     _check_choice(center, "center", CENTERS)
+    _check_positive(frame_interval, "frame_interval", "s")
+    movie = open_movie(movie)
+    cal = calibration(movie, pixel_size, frame_interval)
+    pixel_size = cal["pixel_size"]
+    crop_px, out_px = _crop_geometry(
+        crop_size, crop_size_um, output_size, pixel_size, _movie_source(movie)
+    )
+    if isinstance(tracks, (str, os.PathLike)):
+        tracks = read_table(tracks, required=("track_id", "t", "y", "x"), name="tracks")
+    if isinstance(lineage, (str, os.PathLike)):
+        lineage = read_table(
+            lineage, required=("track_id", "start", "end", "parent_id"), name="lineage"
+        )
+    masks = open_movie(masks)
     mv = _Movie(movie, "movie")
     if not (np.issubdtype(mv.dtype, np.number) or mv.dtype == bool):
         raise TypeError(f"movie must hold numbers, got dtype {mv.dtype}.")
@@ -883,8 +1033,9 @@ def make_fate_dataset(
         "first_generation": bool(first_generation),
         "unknown": unknown,
         "crop_size_px": crop_px,
+        "crop_size_um": crop_size_um,
         "output_size_px": out_px,
-        "pixel_size": pixel_size,
+        **cal,
         "segmentation": segmentation,
         "border": border,
         "merged": merged,
@@ -903,6 +1054,8 @@ def make_fate_dataset(
         groups=c["root_id"].to_numpy(np.int64),
         table=table,
         meta=meta,
+        pixel_size=pixel_size,
+        frame_interval=cal["frame_interval"],
     )
     logger.info("fate dataset: %s", data.summary().replace("\n", "; "))
     return data
