@@ -46,7 +46,7 @@ def data_fingerprint(images, y, groups):
     return h.hexdigest()
 
 
-def write_checkpoint(path, meta, model_values, optimizer_values):
+def write_checkpoint(path, meta, model_values, optimizer_values, best_values=None):
     """Write a checkpoint atomically (temporary file in the same folder, then rename).
 
     Parameters
@@ -58,23 +58,35 @@ def write_checkpoint(path, meta, model_values, optimizer_values):
         fingerprint).
     model_values, optimizer_values : list of ndarray
         Values of ``model.variables`` and ``model.optimizer.variables``, in order.
+    best_values : list of ndarray, optional
+        Weights of the best validated epoch so far (``model.get_weights()``).
     """
     arrays = {"meta": np.array(json.dumps(dict(meta, checkpoint_format=CHECKPOINT_FORMAT)))}
     arrays.update({f"model_{i:05d}": np.asarray(v) for i, v in enumerate(model_values)})
     arrays.update({f"optim_{i:05d}": np.asarray(v) for i, v in enumerate(optimizer_values)})
+    arrays.update({f"best_{i:05d}": np.asarray(v) for i, v in enumerate(best_values or [])})
     with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
         fh.flush()
         os.fsync(fh.fileno())
 
 
-def read_checkpoint(path):
+def read_checkpoint(path, *, with_best=False):
     """Read a checkpoint written by :func:`write_checkpoint`.
+
+    Parameters
+    ----------
+    path : str
+        The checkpoint file.
+    with_best : bool, default=False
+        Also return the best epoch's weights.
 
     Returns
     -------
     meta : dict
     model_values, optimizer_values : list of ndarray
+    best_values : list of ndarray
+        Only with ``with_best=True`` (empty when none were saved).
 
     Raises
     ------
@@ -88,6 +100,8 @@ def read_checkpoint(path):
             optim_keys = sorted(k for k in data.files if k.startswith("optim_"))
             model_values = [data[k] for k in model_keys]
             optimizer_values = [data[k] for k in optim_keys]
+            best_values = [data[k] for k in sorted(k for k in data.files
+                                                   if k.startswith("best_"))]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile,
             json.JSONDecodeError) as exc:
         raise ValueError(
@@ -100,4 +114,6 @@ def read_checkpoint(path):
             f"{path} is a checkpoint of format {version!r}; this version of ai4cellfate "
             f"reads format {CHECKPOINT_FORMAT}. Delete it to start the fit afresh."
         )
+    if with_best:
+        return meta, model_values, optimizer_values, best_values
     return meta, model_values, optimizer_values

@@ -10,7 +10,8 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_images", "check_number", "check_int"]
+__all__ = ["check_images", "check_number", "check_int", "check_random_state_param",
+           "check_labels"]
 
 MIN_SIDE = 4
 
@@ -77,11 +78,24 @@ def check_images(X, *, image_shape=None, name="X", value_range=(0.0, 1.0)):
             "images, e.g. X.toarray() reshaped to (n, height, width)."
         )
     if hasattr(X, "to_numpy"):  # pandas
-        X = X.to_numpy()
+        if getattr(X, "ndim", 2) == 1 and len(X) and isinstance(X.iloc[0], (np.ndarray, list)):
+            # A Series holding one image per row: stack them.
+            try:
+                X = np.stack([np.asarray(v) for v in X.to_list()])
+            except ValueError:
+                raise ValueError(
+                    f"{name} is a pandas Series of images of different shapes; every "
+                    "image must have the same shape (height, width[, channels])."
+                ) from None
+        else:
+            X = X.to_numpy()
     try:
         A = np.asarray(X)
     except Exception as exc:  # ragged nested lists and the like
-        raise ValueError(f"{name} could not be converted to an array: {exc}") from None
+        raise ValueError(
+            f"{name} could not be converted to an array (are the images or rows of "
+            f"different sizes?): {exc}"
+        ) from None
     if A.dtype == object or A.dtype.kind in "USV":
         try:
             A = A.astype(np.float64)
@@ -151,11 +165,18 @@ def check_images(X, *, image_shape=None, name="X", value_range=(0.0, 1.0)):
             f"{name} has images of {A.shape[1]} x {A.shape[2]} pixels; the network needs "
             f"at least {MIN_SIDE} x {MIN_SIDE}."
         )
-    A = A.astype(np.float32, copy=False)
     finite = np.isfinite(A)
     if not finite.all():
         bad = int(A.size - finite.sum())
         raise ValueError(f"{name} contains {bad} NaN or infinite values.")
+    if A.dtype.itemsize > 4:
+        big = float(np.max(np.abs(A)))
+        if big > np.finfo(np.float32).max:
+            raise ValueError(
+                f"{name} has values up to {big:g}, beyond the float32 range (3.4e38) the "
+                "network computes in; intensities must lie in [0, 1]."
+            )
+    A = A.astype(np.float32, copy=False)
     if value_range is not None:
         lo, hi = value_range
         amin, amax = float(A.min()), float(A.max())
@@ -166,3 +187,41 @@ def check_images(X, *, image_shape=None, name="X", value_range=(0.0, 1.0)):
                 "ai4cellfate.preprocessing.MaxNormalizer or IntensityStretch)."
             )
     return A, layout
+
+
+def check_random_state_param(value, name="random_state"):
+    """Check a ``random_state`` before any work: None, an int in [0, 2**32 - 1],
+    or a NumPy ``RandomState``."""
+    if value is None or isinstance(value, np.random.RandomState):
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"{name} must be None, an integer in [0, 2**32 - 1] or a numpy RandomState; "
+            f"got {value!r} ({type(value).__name__})."
+        )
+    if not 0 <= int(value) <= 2**32 - 1:
+        raise ValueError(f"{name} must be in [0, 2**32 - 1]; got {int(value)}.")
+    return int(value)
+
+
+def check_labels(y, name="y"):
+    """Refuse labels that are missing (None, NaN) or mix types (e.g. str and int)."""
+    y = np.asarray(y)
+    if y.dtype == object:
+        missing = [i for i, v in enumerate(y.tolist()) if v is None
+                   or (isinstance(v, float) and v != v)]
+        if missing:
+            raise ValueError(
+                f"{name} contains {len(missing)} missing labels (None or NaN), first at "
+                f"position {missing[0]}; drop those samples or give them a label."
+            )
+        kinds = sorted({("number" if isinstance(v, numbers.Number) else type(v).__name__)
+                        for v in y.tolist()})
+        if len(kinds) > 1:
+            raise ValueError(
+                f"{name} mixes label types ({', '.join(kinds)}); use one type for every "
+                "label, e.g. all strings or all integers."
+            )
+    elif y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        raise ValueError(f"{name} contains NaN or infinite labels.")
+    return y

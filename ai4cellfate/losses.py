@@ -67,29 +67,52 @@ def gaussian_window(size, sigma):
     return g / g.sum()
 
 
-def _blur_matrix(n, g):
-    """``(n - len(g) + 1, n)`` matrix of a 'valid' 1-D convolution with ``g``."""
+def _blur_matrix(n, g, padding="valid"):
+    """Matrix of a 1-D convolution of length-``n`` signals with ``g``.
+
+    ``"valid"``: ``(n - len(g) + 1, n)``; ``"same"``: ``(n, n)`` with zero
+    padding placed as TensorFlow's ``SAME`` places it (``(len(g) - 1) // 2``
+    before, the rest after).
+    """
     size = len(g)
-    m = np.zeros((n - size + 1, n), dtype="float32")
-    for i in range(n - size + 1):
-        m[i, i : i + size] = g
+    if padding == "valid":
+        m = np.zeros((n - size + 1, n), dtype="float32")
+        for i in range(n - size + 1):
+            m[i, i : i + size] = g
+        return m
+    before = (size - 1) // 2
+    m = np.zeros((n, n), dtype="float32")
+    for i in range(n):
+        for k in range(size):
+            j = i - before + k
+            if 0 <= j < n:
+                m[i, j] = g[k]
     return m
 
 
-def _ssim_terms(x, y, window_size, sigma, c1, c2):
-    """Mean luminance*cs (SSIM) and mean cs maps of one scale, per image.
+def _authors_window(size, sigma):
+    """The authors' Gaussian taps: ``range(-size // 2 + 1, size // 2 + 1)``.
 
-    The Gaussian window is separable, so the 'valid' blur of each map is two
-    small matrix products (rows, then columns): on CPUs these run many times
+    Same as :func:`gaussian_window` for odd sizes; shifted by half a pixel
+    for even ones, as in their ``gaussian_filter``.
+    """
+    t = np.arange(-size // 2 + 1, size // 2 + 1, dtype=np.float64)
+    g = np.exp(-0.5 * (t / sigma) ** 2)
+    return g / g.sum()
+
+
+def _ssim_maps(x, y, g, c1, c2, padding):
+    """Per-pixel SSIM and contrast-structure maps of one scale.
+
+    The Gaussian window is separable, so the blur of each map is two small
+    matrix products (rows, then columns): on CPUs these run many times
     faster, forwards and backwards, than a depthwise convolution over maps
     with one or a few channels. The five maps are blurred together.
     """
     h, w = int(x.shape[1]), int(x.shape[2])
     channels = int(x.shape[3])
-    size = max(1, min(int(window_size), h, w))
-    g = gaussian_window(size, sigma)
-    rows = ops.convert_to_tensor(_blur_matrix(h, g), dtype=x.dtype)
-    cols = ops.convert_to_tensor(_blur_matrix(w, g), dtype=x.dtype)
+    rows = ops.convert_to_tensor(_blur_matrix(h, g, padding), dtype=x.dtype)
+    cols = ops.convert_to_tensor(_blur_matrix(w, g, padding), dtype=x.dtype)
     maps = ops.concatenate([x, y, x * x, y * y, x * y], axis=-1)
     blurred = ops.einsum("jw,biwc->bijc", cols, ops.einsum("ih,bhwc->biwc", rows, maps))
     mu_x = blurred[..., :channels]
@@ -103,7 +126,15 @@ def _ssim_terms(x, y, window_size, sigma, c1, c2):
     cov = e_xy - mu_xy
     luminance = (2.0 * mu_xy + c1) / (mu_xx + mu_yy + c1)
     cs = (2.0 * cov + c2) / (var_x + var_y + c2)
-    ssim_map = luminance * cs
+    return luminance * cs, cs
+
+
+def _ssim_terms(x, y, window_size, sigma, c1, c2):
+    """Mean SSIM and mean cs of one scale, per image ('valid' blur, window
+    shrunk to the image)."""
+    h, w = int(x.shape[1]), int(x.shape[2])
+    size = max(1, min(int(window_size), h, w))
+    ssim_map, cs = _ssim_maps(x, y, gaussian_window(size, sigma), c1, c2, "valid")
     return ops.mean(ssim_map, axis=(1, 2, 3)), ops.mean(cs, axis=(1, 2, 3))
 
 
@@ -153,8 +184,12 @@ def ms_ssim(
         ``"product"`` is the standard MS-SSIM of the preprint,
         ``prod_j cs_j^w_j * l_M^w_M`` (luminance only at the coarsest scale),
         with every term floored at 1e-6 so that anti-correlated images stay
-        finite. ``"sum"`` is the authors' code: ``sum_j w_j * clip(mean
-        SSIM_j, 0, 1)``.
+        finite. ``"sum"`` is the authors' ``loss_functions.ms_ssim``:
+        ``sum_j w_j * mean(clip(SSIM_j, 0, 1))`` with the full SSIM map
+        (luminance times contrast-structure) at every scale, each pixel
+        clipped to [0, 1], the Gaussian blur zero-padded ('SAME', the window
+        never shrunk) and the weights as given (renormalised only when an
+        image is too small for all scales).
     k1, k2 : float, default=0.01, 0.03
         SSIM stabilising constants.
 
@@ -180,9 +215,21 @@ def ms_ssim(
     h, w = int(x.shape[1]), int(x.shape[2])
     n_scales = min(len(weights), int(math.floor(math.log2(min(h, w)))) + 1)
     wts = np.asarray(weights[:n_scales], dtype="float64")
-    wts = wts / wts.sum()
+    if form == "product" or n_scales < len(weights):
+        wts = wts / wts.sum()
     c1 = (k1 * max_val) ** 2
     c2 = (k2 * max_val) ** 2
+
+    if form == "sum":
+        g = _authors_window(int(window_size), sigma)
+        score = 0.0
+        for j in range(n_scales):
+            ssim_map, _ = _ssim_maps(x, x_hat, g, c1, c2, "same")
+            score = score + float(wts[j]) * ops.mean(ops.clip(ssim_map, 0.0, 1.0), axis=(1, 2, 3))
+            if j < n_scales - 1:
+                x = ops.average_pool(x, 2, strides=2, padding="valid")
+                x_hat = ops.average_pool(x_hat, 2, strides=2, padding="valid")
+        return score
 
     terms = []
     for j in range(n_scales):
@@ -193,11 +240,6 @@ def ms_ssim(
             x = ops.average_pool(x, 2, strides=2, padding="valid")
             x_hat = ops.average_pool(x_hat, 2, strides=2, padding="valid")
 
-    if form == "sum":
-        score = 0.0
-        for wj, t in zip(wts, terms):
-            score = score + float(wj) * ops.clip(t, 0.0, 1.0)
-        return score
     log_score = 0.0
     for wj, t in zip(wts, terms):
         log_score = log_score + float(wj) * ops.log(ops.clip(t, _EPS_TERM, 1.0))

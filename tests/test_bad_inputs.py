@@ -71,7 +71,7 @@ PARAM_CASES = [
     (dict(augment="yes"), TypeError, "augment must be True or False"),
     (dict(ssim_form="mean"), ValueError, "ssim_form must be 'product' or 'sum'"),
     (dict(image_shape=(16,)), ValueError, "image_shape must be"),
-    (dict(verbose=5), ValueError, "verbose must be 0, 1 or 2"),
+    (dict(verbose=5), ValueError, "verbose must be 'auto', 0, 1 or 2"),
 ]
 
 

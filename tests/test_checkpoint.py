@@ -27,8 +27,8 @@ def _interrupt_after_checkpoint(monkeypatch, epochs_done):
     """Ctrl-C right after the checkpoint of ``epochs_done`` epochs was written."""
     orig = ckpt_module.write_checkpoint
 
-    def write_then_interrupt(path, meta, *arrays):
-        orig(path, meta, *arrays)
+    def write_then_interrupt(path, meta, *arrays, **kwargs):
+        orig(path, meta, *arrays, **kwargs)
         if meta["epochs_done"] == epochs_done:
             raise KeyboardInterrupt
 
@@ -133,9 +133,9 @@ def test_checkpoint_every_and_contents(nuclei, tmp_path, monkeypatch):
     written = []
     orig = ckpt_module.write_checkpoint
 
-    def record(path, meta, model_values, optimizer_values):
+    def record(path, meta, model_values, optimizer_values, best_values=None):
         written.append(meta["epochs_done"])
-        orig(path, meta, model_values, optimizer_values)
+        orig(path, meta, model_values, optimizer_values, best_values=best_values)
         # every variable and the optimizer's moments are in the file
         m, mv, ov = read_checkpoint(path)
         assert len(mv) == len(model_values) > 50 and len(ov) == len(optimizer_values) > 50
@@ -252,23 +252,23 @@ def test_interrupt_inside_an_epoch_restores_the_last_completed_one(nuclei, tmp_p
                                                                     monkeypatch):
     """Ctrl-C between two batches of epoch 2: the model is that of epoch 1, the
     same as a run stopped right after epoch 1's checkpoint."""
-    import ai4cellfate.estimator as est
+    from ai4cellfate.training import loop
 
     X, y = nuclei
-    make = est._make_callbacks
+    make = loop._make_callbacks
 
     def make_interrupting():
-        Recorder, Batches, Checkpointer = make()
+        Recorder, Batches, Checkpointer, Best = make()
 
         class InterruptingRecorder(Recorder):
             def on_train_batch_end(self, batch, logs=None):
                 if self.stage == 2 and batch == 1:
                     raise KeyboardInterrupt
 
-        return InterruptingRecorder, Batches, Checkpointer
+        return InterruptingRecorder, Batches, Checkpointer, Best
 
     with monkeypatch.context() as mp:
-        mp.setattr(est, "_make_callbacks", make_interrupting)
+        mp.setattr(loop, "_make_callbacks", make_interrupting)
         inside = CellFateAAE(**LONG).fit(X, y)
     assert inside.stop_reason_ == "interrupted" and list(inside.history_["epoch"]) == [1]
     with monkeypatch.context() as mp:

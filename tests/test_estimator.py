@@ -201,13 +201,15 @@ def test_groups_keep_lineages_out_of_validation(nuclei, monkeypatch):
     X, y = nuclei
     groups = np.arange(len(y)) // 4
     seen = {}
-    orig = CellFateAAE._train_model
+    from ai4cellfate.training import loop
 
-    def spy(self, p, seed, X_tr, y_tr, X_crit, y_crit, X_val, y_val, *rest):
-        seen["crit"], seen["val"] = X_crit, X_val
-        return orig(self, p, seed, X_tr, y_tr, X_crit, y_crit, X_val, y_val, *rest)
+    orig = loop.train_two_stage
 
-    monkeypatch.setattr(CellFateAAE, "_train_model", spy)
+    def spy(model, train_data, criteria_data, *args, **kwargs):
+        seen["crit"], _, seen["val"], _ = criteria_data
+        return orig(model, train_data, criteria_data, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_two_stage", spy)
     CellFateAAE(**FAST).fit(X, y, groups=groups)
     Xf = X.reshape(len(X), -1)
     idx_of = {row.tobytes(): i for i, row in enumerate(Xf)}

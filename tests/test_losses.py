@@ -52,14 +52,55 @@ def _ref_ms_ssim(a, b, form="product", size=5):
         terms.append(s if j == n - 1 else cs)
         a, b = _ref_pool(a), _ref_pool(b)
     terms = np.array(terms)
-    if form == "sum":
-        return float((w * np.clip(terms, 0, 1)).sum())
     return float(np.prod(np.clip(terms, 1e-6, 1) ** w))
 
 
-@pytest.mark.parametrize("form", ["product", "sum"])
+def _ref_authors_ms_ssim(a, b, size=3, sigma=1.0, c1=1e-4, c2=9e-4):
+    """The authors' loss_functions.ms_ssim, written again with SciPy.
+
+    Full SSIM map per scale from a zero-padded ('SAME') Gaussian blur, each
+    pixel clipped to [0, 1], mean per scale, weighted sum with the raw weights.
+    """
+    from scipy.ndimage import correlate
+
+    t = np.arange(size) - (size - 1) / 2
+    g = np.exp(-0.5 * (t / sigma) ** 2)
+    g /= g.sum()
+    k = np.outer(g, g)
+
+    def blur(m):
+        return correlate(m, k, mode="constant", cval=0.0)
+
+    total = 0.0
+    for j, wj in enumerate(losses.MS_SSIM_WEIGHTS):
+        mx, my = blur(a), blur(b)
+        vx = blur(a * a) - mx**2
+        vy = blur(b * b) - my**2
+        cxy = blur(a * b) - mx * my
+        ssim = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+        total += wj * np.clip(ssim, 0, 1).mean()
+        if j < len(losses.MS_SSIM_WEIGHTS) - 1:
+            a, b = _ref_pool(a), _ref_pool(b)
+    return total
+
+
+@pytest.mark.parametrize("size", [3, 5])
+@pytest.mark.parametrize("noise", [0.05, 0.3])
+def test_ms_ssim_sum_form_is_the_authors(size, noise):
+    rng = np.random.default_rng(2)
+    x = rng.random((4, 20, 20)).astype("float32")
+    y = np.clip(x + rng.normal(0, noise, x.shape), 0, 1).astype("float32")
+    got = np_(losses.ms_ssim(x[..., None], y[..., None], form="sum", window_size=size))
+    want = [_ref_authors_ms_ssim(x[i].astype(float), y[i].astype(float), size) for i in range(4)]
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5)
+    # Identical images score the sum of the raw weights (the authors do not renormalise).
+    same = np_(losses.ms_ssim(x[..., None], x[..., None], form="sum", window_size=size))
+    np.testing.assert_allclose(same, sum(losses.MS_SSIM_WEIGHTS), atol=1e-5)
+
+
 @pytest.mark.parametrize("shape", [(20, 20), (16, 24), (7, 9)])
-def test_ms_ssim_matches_numpy(form, shape):
+def test_ms_ssim_matches_numpy(shape):
+    form = "product"
     rng = np.random.default_rng(1)
     x = rng.random((3,) + shape).astype("float32")
     y = np.clip(x + rng.normal(0, 0.2, x.shape), 0, 1).astype("float32")
@@ -84,13 +125,16 @@ def test_ms_ssim_finite_on_degenerate_inputs(form):
         (x, 1.0 - x),  # anti-correlated
         (x, np.zeros_like(x)),
     ]
+    # The authors' weights (the "sum" form) add up to 1.0001.
+    top = sum(losses.MS_SSIM_WEIGHTS) if form == "sum" else 1.0
     for a, b in cases:
         s = np_(losses.ms_ssim(a, b, form=form))
-        assert np.all(np.isfinite(s)) and np.all(s >= 0) and np.all(s <= 1 + 1e-6)
+        assert np.all(np.isfinite(s)) and np.all(s >= 0) and np.all(s <= top + 1e-6)
     # identical constant images are perfectly similar
-    assert np.allclose(np_(losses.ms_ssim(cases[0][0], cases[0][1], form=form)), 1, atol=1e-5)
-    # anti-correlated images score far below identical ones
-    assert np.all(np_(losses.ms_ssim(x, 1.0 - x, form=form)) < 0.5)
+    assert np.allclose(np_(losses.ms_ssim(cases[0][0], cases[0][1], form=form)), top, atol=1e-5)
+    # anti-correlated images score far below identical ones (the authors'
+    # zero-padded coarse scales of 2 x 2 and 1 x 1 px keep the sum form higher)
+    assert np.all(np_(losses.ms_ssim(x, 1.0 - x, form=form)) < (0.5 if form == "product" else 0.7))
 
 
 def test_ms_ssim_gradient_finite_for_anticorrelated():

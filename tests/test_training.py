@@ -1,0 +1,181 @@
+"""The two-stage training loop: stopping rule, kept epoch, stage weights,
+batches, and the closed-form latent classifier (ai4cellfate.training)."""
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+
+from ai4cellfate import CellFateAAE
+from ai4cellfate.training import loop
+from ai4cellfate.training.criteria import (balanced_precision, evaluate_criteria,
+                                           fit_latent_classifier)
+
+from conftest import FAST
+
+#: Criteria that always hold / never hold.
+ALWAYS = dict(min_centroid_distance=0.0, max_kl=1e9, min_accuracy=0.0, min_precision=0.0)
+NEVER = dict(min_accuracy=1.0, max_kl=0.0)
+
+
+def _labels(n_pos, n_neg, sens, spec):
+    """y_true / y_pred with exactly the given sensitivity and specificity."""
+    tp, tn = int(round(sens * n_pos)), int(round(spec * n_neg))
+    y_true = np.r_[np.ones(n_pos, int), np.zeros(n_neg, int)]
+    y_pred = np.r_[np.ones(tp, int), np.zeros(n_pos - tp, int),
+                   np.zeros(tn, int), np.ones(n_neg - tn, int)]
+    return y_true, y_pred
+
+
+def test_balanced_precision_does_not_depend_on_prevalence():
+    rare = _labels(100, 500, 0.72, 0.72)   # 17% fate 1, as in the preprint
+    even = _labels(500, 500, 0.72, 0.72)
+    # Ordinary precision of fate 1 collapses with prevalence ...
+    ordinary = [np.mean(t[p == 1]) for t, p in (rare, even)]
+    assert ordinary[0] == pytest.approx(0.345, abs=0.01) and ordinary[1] == pytest.approx(0.72)
+    # ... the prevalence-free one does not: sens / (sens + 1 - spec) in both.
+    got = [balanced_precision(t, p, 2) for t, p in (rare, even)]
+    assert got == pytest.approx([0.72, 0.72], abs=1e-9)
+
+
+def test_balanced_precision_multiclass_is_macro_of_column_normalised_rates():
+    y_true = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2])
+    y_pred = np.array([0, 0, 1, 2, 1, 0, 2, 2, 1])
+    R = np.zeros((3, 3))
+    for t, p in zip(y_true, y_pred):
+        R[t, p] += 1
+    R /= R.sum(axis=1, keepdims=True)
+    want = np.mean(np.diag(R) / R.sum(axis=0))
+    assert balanced_precision(y_true, y_pred, 3) == pytest.approx(want)
+
+
+def test_criterion_uses_the_chosen_precision():
+    rng = np.random.default_rng(0)
+    z_fit = np.r_[rng.normal(-0.5, 1, (500, 2)), rng.normal(0.5, 1, (100, 2))]
+    y_fit = np.r_[np.zeros(500, int), np.ones(100, int)]
+    common = dict(min_centroid_distance=0, max_kl=1e9, min_accuracy=0)
+    probe = evaluate_criteria(z_fit, y_fit, z_fit, y_fit, min_precision=0, **common)
+    lo, hi = probe["val_precision"], probe["val_balanced_precision"]
+    assert hi - lo > 0.2  # 1 in 6 divides: the ordinary precision is far lower
+    common["min_precision"] = (lo + hi) / 2
+    bal = evaluate_criteria(z_fit, y_fit, z_fit, y_fit, precision="balanced", **common)
+    ordi = evaluate_criteria(z_fit, y_fit, z_fit, y_fit, precision="ordinary", **common)
+    assert bal["criterion_precision"] == bal["val_balanced_precision"] == hi
+    assert ordi["criterion_precision"] == ordi["val_precision"] == lo
+    assert bal["criteria_met"] and not ordi["criteria_met"]
+    with pytest.raises(ValueError, match="precision must be 'balanced' or 'ordinary'"):
+        evaluate_criteria(z_fit, y_fit, z_fit, y_fit, precision="macro")
+
+
+def _keras_objective_optimum(Z, y, n_classes, l2):
+    """Minimise the Keras objective (mean weighted CE + l2 ||W||^2) directly."""
+    counts = np.bincount(y, minlength=n_classes)
+    cw = len(y) / (n_classes * counts)
+    d = Z.shape[1]
+
+    def f(theta):
+        W = theta[: d * n_classes].reshape(d, n_classes)
+        b = theta[d * n_classes:]
+        a = Z @ W + b
+        a = a - a.max(axis=1, keepdims=True)
+        logp = a - np.log(np.exp(a).sum(axis=1, keepdims=True))
+        ce = -(cw[y] * logp[np.arange(len(y)), y]).sum() / len(y)
+        return ce + l2 * np.sum(W**2)
+
+    res = minimize(f, np.zeros(d * n_classes + n_classes), method="BFGS",
+                   options={"gtol": 1e-10, "maxiter": 5000})
+    W = res.x[: d * n_classes].reshape(d, n_classes)
+    b = res.x[d * n_classes:]
+    return W, b
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_closed_form_head_is_the_keras_optimum(n_classes):
+    rng = np.random.default_rng(1)
+    n = 60
+    y = np.arange(n) % n_classes
+    Z = rng.normal(size=(n, 2)) + y[:, None] * 0.8
+    l2 = 0.05  # strong enough that a wrong C shows
+    kernel, bias = fit_latent_classifier(Z, y, l2=l2)
+    W, b = _keras_objective_optimum(Z, y, n_classes, l2)
+    # Softmax is invariant to adding a constant to every logit: compare logit
+    # differences to the first class.
+    got = Z @ kernel + bias
+    want = Z @ W + b
+    np.testing.assert_allclose(got - got[:, :1], want - want[:, :1], atol=2e-3)
+
+
+def test_stage1_weights_switch_losses_off_in_both_stages():
+    assert loop.stage1_weights(8.0, 4.0) == dict(lambda_recon=20.0, lambda_adv=4.0,
+                                                 lambda_contra=0.0, lambda_cov=0.0)
+    assert loop.stage1_weights(0.0, 4.0)["lambda_recon"] == 0.0
+    assert loop.stage1_weights(8.0, 0.0)["lambda_recon"] == 8.0
+
+
+def test_no_reconstruction_in_stage_one_with_lambda_recon_zero(nuclei):
+    X, y = nuclei
+    m = CellFateAAE(**dict(FAST, lambda_recon=0.0, stage1_epochs=1, max_epochs=1, min_epochs=1,
+                           verbose=0)).fit(X, y)
+    s1 = m.history_[m.history_["stage"] == 1].iloc[0]
+    # The stage-1 total is the adversarial term alone (recon_loss is still reported).
+    assert s1["recon_loss"] > 0.01
+    assert s1["loss"] == pytest.approx(4.0 * s1["adv_loss"], rel=1e-4)
+
+
+def test_ssim_window_reaches_the_loss(nuclei, monkeypatch):
+    from ai4cellfate import losses
+
+    seen = set()
+    orig = losses.reconstruction_loss
+
+    def spy(x, x_hat, **kwargs):
+        seen.add(kwargs.get("window_size"))
+        return orig(x, x_hat, **kwargs)
+
+    monkeypatch.setattr(losses, "reconstruction_loss", spy)
+    X, y = nuclei
+    m = CellFateAAE(**dict(FAST, ssim_window=3, max_epochs=1, verbose=0)).fit(X, y)
+    assert seen == {3} and m.model_.ssim_window == 3
+    with pytest.raises(ValueError, match="ssim_window must be >= 1"):
+        CellFateAAE(ssim_window=0).fit(X, y)
+
+
+def test_no_image_is_repeated_within_an_epoch():
+    _, Batches, _, _ = loop._make_callbacks()
+    X = np.arange(103, dtype="float32")[:, None, None, None] * np.ones((1, 4, 4, 1), "float32")
+    y = np.zeros(103, "float32")
+    b = Batches(X, y, 10, seed=3)
+    seen_all = set()
+    for epoch in range(4):
+        b.set_epoch(epoch)
+        ids = np.concatenate([b[i][0][:, 0, 0, 0] for i in range(len(b))]).astype(int)
+        assert len(b) == 10 and len(ids) == 100 and len(set(ids)) == 100
+        seen_all |= set(ids)
+    assert len(seen_all) > 100  # other images are left out in other epochs
+
+
+def test_stop_only_after_min_epochs_is_exceeded(nuclei):
+    X, y = nuclei
+    for min_epochs, stage2 in ((0, 1), (2, 3)):
+        m = CellFateAAE(**dict(FAST, min_epochs=min_epochs, max_epochs=5, verbose=0,
+                               **ALWAYS)).fit(X, y)
+        assert m.stop_reason_ == "criteria met"
+        assert (m.history_["stage"] == 2).sum() == stage2
+        assert m.best_epoch_ == m.n_epochs_ == 1 + stage2
+        assert bool(m.history_["criteria_met"].iloc[-1])
+
+
+def test_never_met_keeps_the_best_validated_epoch(nuclei):
+    X, y = nuclei
+    params = dict(FAST, min_epochs=1, max_epochs=4, verbose=0, **NEVER)
+    m = CellFateAAE(**params).fit(X, y)
+    h = m.history_
+    assert m.stop_reason_ == "max_epochs reached" and m.n_epochs_ == 5
+    eligible = h[(h["stage"] == 2) & (h["epoch"] > 1 + 1)]  # stage-2 epochs after min_epochs
+    score = eligible["val_balanced_accuracy"].to_numpy()
+    best = eligible["epoch"].to_numpy()[np.flatnonzero(score == score.max())[-1]]
+    assert m.best_epoch_ == best and h.loc[h["kept"], "epoch"].tolist() == [best]
+    # The kept weights are those a run stopped at that epoch ends with.
+    short = CellFateAAE(**dict(params, max_epochs=best - 1, restore_best_weights=False)).fit(X, y)
+    np.testing.assert_allclose(m.transform(X), short.transform(X), rtol=1e-5, atol=1e-6)
+    last = CellFateAAE(**dict(params, restore_best_weights=False)).fit(X, y)
+    assert last.best_epoch_ == 5 and last.history_["kept"].tolist() == [False] * 4 + [True]
