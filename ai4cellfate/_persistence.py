@@ -96,8 +96,8 @@ _TOP_KEYS = ("module", "class_name", "config", "registered_name", "build_config"
              "compile_config")
 
 #: Estimator parameters that define the network, compared with its config.
-_NETWORK_PARAMS = ("latent_dim", "temperature", "noise_std", "ssim_form", "lambda_recon",
-                   "lambda_adv", "lambda_contra", "lambda_cov")
+_NETWORK_PARAMS = ("latent_dim", "temperature", "noise_std", "ssim_form", "ssim_window",
+                   "lambda_recon", "lambda_adv", "lambda_contra", "lambda_cov")
 
 
 def _is_int(v):

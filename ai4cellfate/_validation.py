@@ -171,7 +171,7 @@ def check_images(X, *, image_shape=None, name="X", value_range=(0.0, 1.0)):
         raise ValueError(f"{name} contains {bad} NaN or infinite values.")
     if A.dtype.itemsize > 4:
         big = float(np.max(np.abs(A)))
-        if big > np.finfo(np.float32).max:
+        if big > float(np.finfo(np.float32).max):
             raise ValueError(
                 f"{name} has values up to {big:g}, beyond the float32 range (3.4e38) the "
                 "network computes in; intensities must lie in [0, 1]."

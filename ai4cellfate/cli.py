@@ -30,12 +30,13 @@ import importlib.util
 import json
 import os
 import sys
+import tempfile
 import textwrap
 import time
 import warnings
 from pathlib import Path
 
-from ._io import atomic_path
+from ._io import atomic_path, check_writable_location
 from ._version import __version__
 
 __all__ = ["main", "build_parser"]
@@ -115,6 +116,45 @@ def _cli_warnings():
         warnings.showwarning = previous
 
 
+@contextlib.contextmanager
+def _cli_logging(*, debug=False, quiet=False):
+    """Show the package's log messages on stderr as ``ai4cellfate: ...``.
+
+    INFO and above (progress of long steps) by default, WARNING and above
+    with ``-q``, everything with ``--debug``.
+    """
+    import logging
+
+    log = logging.getLogger("ai4cellfate")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+    level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
+    handler.setLevel(level)
+    previous = log.level
+    log.setLevel(level)
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(previous)
+
+
+def _check_location(path, *, directory=False):
+    """Refuse an output that could not be written (exit 1), before any work.
+
+    The nearest existing folder on the way to ``path`` must be a folder this
+    process may write into: a parent that is a file, or a read-only folder,
+    is found now rather than after a long run.
+    """
+    try:
+        check_writable_location(path, directory=directory)
+    except OSError as exc:
+        raise CommandError(
+            f"cannot write {path}: {exc.filename} {exc.strerror}"
+        ) from None
+
+
 def _check_new_file(path, overwrite):
     """Refuse to replace ``path`` unless ``overwrite``; it must not be a folder."""
     path = Path(path)
@@ -122,12 +162,14 @@ def _check_new_file(path, overwrite):
         raise CommandError(f"{path} is a folder; give a file name")
     if path.exists() and not overwrite:
         raise CommandError(f"{path} exists; pass --overwrite to replace it")
+    _check_location(path)
 
 
 def _check_new_dir(path, names, overwrite):
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise CommandError(f"{path} exists and is not a folder")
+    _check_location(path, directory=True)
     if path.is_dir() and not overwrite:
         clash = sorted(n for n in names if (path / n).exists())
         if clash:
@@ -478,9 +520,12 @@ def _train(data, params, *, seed, test_size, verbose, data_path, checkpoint_dir=
         + (f", {len(test_idx)} held out for testing" if len(test_idx) else "")
         + f" (backend {os.environ.get('KERAS_BACKEND')}, seed {seed})"
     )
+    from ._logging import keep_tensorflow_unimported
+
+    keep_tensorflow_unimported()  # saving must not import TensorFlow under jax / torch
     start = time.perf_counter()
     # Keras writes its progress bar to stdout; stdout is for results.
-    with contextlib.redirect_stdout(sys.stderr):
+    with contextlib.redirect_stdout(sys.stderr), _sigterm_as_interrupt():
         model.fit(train.X, train.y, groups=train.groups, resume=resume)
     seconds = time.perf_counter() - start
     if model.resumed_from_epoch_ is not None:
@@ -542,11 +587,124 @@ def _checkpoint_seed(folder):
     return seed if isinstance(seed, int) else None
 
 
+#: Seeds accepted by --seed (those NumPy's RandomState accepts).
+SEED_RANGE = (0, 2**32 - 1)
+
+
+def _check_seed(seed):
+    """--seed must be an integer in SEED_RANGE (bad usage otherwise)."""
+    lo, hi = SEED_RANGE
+    if seed is not None and not lo <= seed <= hi:
+        raise UsageError(f"--seed must be an integer from {lo} to {hi}, got {seed}")
+
+
+def _resume_seed(args):
+    """With --resume: the seed to use, and whether there is a checkpoint to resume.
+
+    No checkpoint in the folder: a warning, and the fit starts afresh (so a
+    job script can always pass --resume). A --seed other than the
+    checkpoint's is refused here, naming both seeds: the seed also chooses
+    the held-out cells, so the estimator would only see "other data".
+    """
+    from ._checkpoint import checkpoint_path
+
+    path = checkpoint_path(args.checkpoint_dir)
+    if not os.path.exists(path):
+        warnings.warn(f"no checkpoint in {args.checkpoint_dir}; starting afresh",
+                      UserWarning, stacklevel=2)
+        return args.seed, False
+    seed = _checkpoint_seed(args.checkpoint_dir)
+    if args.seed is not None and seed is not None and args.seed != seed:
+        raise CommandError(
+            f"the checkpoint in {args.checkpoint_dir} was written with --seed {seed}, not "
+            f"--seed {args.seed}; drop --seed to resume with the checkpoint's seed, or fit "
+            "afresh without --resume"
+        )
+    return (args.seed if args.seed is not None else seed), True
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """Treat SIGTERM like Ctrl-C while the block runs: raise KeyboardInterrupt.
+
+    Batch systems and ``kill`` stop a job with SIGTERM; training then stops
+    at the last completed epoch and the model is saved, as after Ctrl-C. The
+    previous handler is restored afterwards. Nothing is changed outside the
+    main thread or when SIGTERM is ignored.
+    """
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        current = signal.getsignal(signal.SIGTERM)
+        if current is not signal.SIG_IGN:
+            previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def _write_model(model, record, model_path, hist_path):
-    """Save the model and its history JSON; both appear, or neither does."""
+    """Save the model and its history JSON; both appear, or neither does.
+
+    The model is written straight into the one temporary file beside its
+    destination (not through ``model.save``, which would make a temporary
+    file of that temporary file).
+    """
+    from ._persistence import write_archive
+
     with _atomic_files(model_path, hist_path) as (tmp_model, tmp_hist):
-        model.save(tmp_model, overwrite=True)
+        write_archive(model, tmp_model)
         tmp_hist.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
+
+
+#: Name of the model written when the output cannot be (``%s``: the time).
+FALLBACK_NAME = "ai4cellfate-unsaved-%s.keras"
+
+
+def _save_trained(model, record, out, hist, overwrite):
+    """Save a trained model; when ``out`` cannot be written, save it elsewhere.
+
+    A model that took hours to train is never lost because its output turned
+    out to be unwritable (or taken) at the end: it goes to
+    ``ai4cellfate-unsaved-<time>.keras`` (with its history) in the current
+    folder, or the temporary folder when that is not writable either, and the
+    error names the file.
+    """
+    try:
+        _check_new_file(out, overwrite)  # still free after training?
+        _check_new_file(hist, overwrite)
+        _write_model(model, record, out, hist)
+        return
+    except (OSError, CommandError) as exc:
+        problem = _one_line(exc)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    tried = []
+    for folder in (Path.cwd(), Path(tempfile.gettempdir())):
+        for k in range(100):
+            name = FALLBACK_NAME % (stamp if k == 0 else f"{stamp}-{k}")
+            fallback = folder / name
+            if not fallback.exists() and not history_path(fallback).exists():
+                break
+        try:
+            _write_model(model, record, fallback, history_path(fallback))
+        except OSError as exc:
+            tried.append(f"{fallback}: {_one_line(exc)}")
+            continue
+        raise CommandError(
+            f"could not write {out} ({problem}); the trained model was saved to {fallback} "
+            f"instead (history: {history_path(fallback)}); move it where you want it"
+        )
+    raise CommandError(
+        f"could not write {out} ({problem}), nor a copy elsewhere ({'; '.join(tried)}); "
+        "the trained model is lost"
+    )
 
 
 def _describe_fit(record):
@@ -579,9 +737,12 @@ def cmd_prepare(args):
     _check_new_file(out, args.overwrite)
     src = Path(args.dir)
     if not src.exists():
-        raise CommandError(f"{src}: no such folder")
-    if not src.is_dir():
-        raise CommandError(f"{src} is not a folder")
+        raise CommandError(
+            f"{src}: no such {'file or folder' if args.format == 'trackmate' else 'folder'}")
+    if not src.is_dir() and args.format != "trackmate":
+        hint = (" (a TrackMate file? add --format trackmate)"
+                if src.suffix.lower() in (".xml", ".csv") else "")
+        raise CommandError(f"{src} is not a folder{hint}")
     segmentation = None if args.segmentation == "none" else args.segmentation
     options = dict(
         horizon=args.horizon, frames=args.frames, first_generation=args.first_generation,
@@ -592,21 +753,106 @@ def cmd_prepare(args):
         normalize=None if args.normalize == "none" else args.normalize,
         percentiles=tuple(args.percentiles),
     )
+    _check_prepare_values(args, options)
+    import logging
+
+    log = logging.getLogger("ai4cellfate.cli")
+    log.info("prepare: reading %s (--format %s) and cropping every tracked nucleus, "
+             "frame by frame", src, args.format)
+    start = time.perf_counter()
     if args.format == "ctc":
         if segmentation == "masks":
             raise UsageError("--segmentation masks is for --format tracks; use gt or st")
         from .datasets import load_ctc
 
         data = load_ctc(src, args.sequence, segmentation=segmentation, **options)
+    elif args.format == "trackmate":
+        if segmentation in ("gt", "st"):
+            raise UsageError(f"--segmentation {segmentation} is for --format ctc; use masks")
+        data = _prepare_trackmate(src, args, segmentation, options)
     else:
         if segmentation in ("gt", "st"):
             raise UsageError(f"--segmentation {segmentation} is for --format ctc; use masks")
         data = _prepare_tracks(src, args, segmentation, options)
+    log.info("prepare: %d samples in %.0f s; writing %s", len(data),
+             time.perf_counter() - start, out)
     out.absolute().parent.mkdir(parents=True, exist_ok=True)
     data.save(out, overwrite=args.overwrite)
     _out(data.summary())
     _out(f"wrote {out}")
     return 0
+
+
+def _check_prepare_values(args, options):
+    """Invalid option values of ``prepare`` are bad usage (exit 2), found before
+    any image is read: the readers' own checks, run on the options alone."""
+    from .datasets.tracks import _check_options
+
+    try:
+        if args.format == "ctc":
+            from .datasets.ctc import _sequence_name
+
+            _sequence_name(args.sequence)
+        checked = {k: v for k, v in options.items() if k != "center"}
+        _check_options(**checked, channel=getattr(args, "channel", None),
+                       segmentation_channel=None,
+                       pixel_size_later=args.format == "trackmate")  # the file's calibration
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"bad value: {_one_line(exc)}") from None
+
+
+def _prepare_trackmate(src, args, segmentation, options):
+    """``prepare --format trackmate``: DIR is a TrackMate XML, a spots CSV or a folder."""
+    from .datasets import load_trackmate
+
+    if args.tracks or args.lineage:
+        raise UsageError("--tracks and --lineage are for --format tracks; TrackMate files "
+                         "hold the tracks and their lineage")
+    edges = args.edges
+    path = src
+    if src.is_dir():
+        xmls = sorted(src.glob("*.xml"))
+        spots = sorted(p for p in src.glob("*.csv") if "spots" in p.name.lower())
+        if len(xmls) > 1 and not edges:
+            names = ", ".join(p.name for p in xmls[:5])
+            raise CommandError(f"{src} holds {len(xmls)} XML files ({names}): name one as DIR")
+        if len(xmls) == 1 and not edges:
+            path = xmls[0]
+        elif len(spots) == 1:
+            path = spots[0]
+            found = sorted(p for p in src.glob("*.csv") if "edges" in p.name.lower())
+            if not edges and len(found) == 1:
+                edges = found[0]
+        else:
+            raise CommandError(
+                f"{src} holds no TrackMate file: no session *.xml, nor one spots table "
+                "*spots*.csv (name the file as DIR)")
+
+    def find(given):
+        if not given:
+            return None
+        p = Path(given)
+        if not p.is_absolute() and not p.exists() and (path.parent / given).exists():
+            p = path.parent / given
+        if not p.exists():
+            raise CommandError(f"{p}: no such file")
+        return p
+
+    movie, masks, edges = find(args.movie), find(args.masks), find(edges)
+    try:
+        data = load_trackmate(path, movie, edges=edges, masks=masks,
+                              all_tracks=args.all_tracks, merges=args.merges,
+                              units=args.units, segmentation=segmentation,
+                              channel=args.channel, **options)
+    except FileNotFoundError as exc:
+        if movie is not None:
+            raise
+        raise CommandError(f"{_one_line(exc)} Give it with --movie TIF.") from None
+    r = data.meta["trackmate"]["report"]
+    _out(f"TrackMate: {r['n_tracks']} tracks ({r['n_segments']} segments), "
+         f"{r['divisions']} divisions, {r['merges']['count']} merges, "
+         f"{r['gaps']['count']} gaps, from {path}")
+    return data
 
 
 def _prepare_tracks(src, args, segmentation, options):
@@ -667,6 +913,7 @@ def cmd_fit(args):
     params = _parse_params(args.param)
     if not 0 <= args.test_size < 1:
         raise UsageError(f"--test-size must be in [0, 1), got {args.test_size}")
+    _check_seed(args.seed)
     from .estimator import CellFateAAE
 
     _check_param_values(CellFateAAE(**params))
@@ -676,18 +923,16 @@ def cmd_fit(args):
         raise UsageError("--resume needs --checkpoint-dir, the folder of the interrupted fit")
     if args.checkpoint_dir is not None and Path(args.checkpoint_dir).is_file():
         raise UsageError(f"--checkpoint-dir must be a folder; {args.checkpoint_dir} is a file")
-    seed = args.seed
-    if args.resume and seed is None:
-        seed = _checkpoint_seed(args.checkpoint_dir)
+    if args.checkpoint_dir is not None:
+        _check_location(args.checkpoint_dir, directory=True)
+    seed, resume = _resume_seed(args) if args.resume else (args.seed, False)
     data = _read_dataset(args.data)
     _setup_backend(args.backend)
     seed = _new_seed() if seed is None else seed
     model, record = _train(data, params, seed=seed, test_size=args.test_size,
                            verbose=_progress_level(args), data_path=args.data,
-                           checkpoint_dir=args.checkpoint_dir, resume=args.resume)
-    _check_new_file(out, args.overwrite)  # still free after training?
-    _check_new_file(hist, args.overwrite)
-    _write_model(model, record, out, hist)
+                           checkpoint_dir=args.checkpoint_dir, resume=resume)
+    _save_trained(model, record, out, hist, args.overwrite)
     _out(_describe_fit(record))
     _out(f"wrote {out} and {hist}")
     return 0
@@ -747,12 +992,27 @@ def cmd_report(args):
         )
     if subset == "auto":
         subset = "test" if test_idx else "all"
+    train = None  # the model's training cells, for the report's baseline
+    if same:
+        train_idx = np.setdiff1d(np.arange(len(data)), np.asarray(test_idx, dtype=int))
+        train = data.subset(train_idx) if len(train_idx) else None
     if subset == "test":
         data = data.subset(np.asarray(test_idx, dtype=int))
-        source = (f"{len(data)} cells of {args.data} held out by 'ai4cellfate fit' "
+        source = (f"{len(data)} cell-frames of {args.data} held out by 'ai4cellfate fit' "
                   f"(lineage-grouped split); model {args.model}")
+        split = (f"the {len(data)} cell-frames that 'ai4cellfate fit' held out "
+                 f"(--test-size {record.get('test_size')}, seed {record.get('seed')}: whole "
+                 f"lineages, stratified by fate); the model was trained on the other "
+                 f"{len(train) if train is not None else 0} cell-frames of {args.data}")
     else:
-        source = f"all {len(data)} cells of {args.data}; model {args.model}"
+        source = f"all {len(data)} cell-frames of {args.data}; model {args.model}"
+        split = (f"all cell-frames of {args.data}, including the model's "
+                 f"{len(train)} training cell-frames: optimistic"
+                 if same and train is not None else
+                 f"all cell-frames of {args.data}, a file other than the model's "
+                 "training data" if record is not None else
+                 f"all cell-frames of {args.data}; whether the model was trained on "
+                 "them is unknown")
         if same:
             notes.append(
                 "These cells include the model's training data, so the metrics are "
@@ -766,8 +1026,10 @@ def cmd_report(args):
             )
     for note in notes:
         warnings.warn(note, UserWarning, stacklevel=2)
-    paths = write_report(model, data.X, data.y, out, table=data.table,
-                         overwrite=args.overwrite, notes=notes, source=source)
+    paths = write_report(model, data.X, data.y, out, groups=data.groups, table=data.table,
+                         meta=data.meta, pixel_size=getattr(data, "pixel_size", None),
+                         frame_interval=getattr(data, "frame_interval", None), split=split,
+                         train=train, overwrite=args.overwrite, notes=notes, source=source)
     metrics = json.loads(paths["metrics.json"].read_text())
     _out(_describe_metrics(metrics))
     _out(f"wrote report to {out}; open {paths['index.html']}")
@@ -780,7 +1042,14 @@ def _describe_metrics(metrics):
     for k, v in c.items():
         if k.startswith("precision_") and v is not None:
             parts.append(f"precision {k[len('precision_'):]} {v:.3f}")
-    return f"{metrics['data']['n_samples']} cells: " + ", ".join(parts)
+    q = metrics.get("quality") or {}
+    ci = (q.get("bootstrap") or {}).get("balanced_accuracy", {}).get("model")
+    if ci:
+        parts[0] += f" (95% interval {ci[0]:.3f}-{ci[1]:.3f})"
+    base = (q.get("baseline") or {}).get("classification")
+    if base:
+        parts.append(f"region-feature baseline {base['balanced_accuracy']:.3f}")
+    return f"{metrics['data']['n_samples']} cell-frames: " + ", ".join(parts)
 
 
 def cmd_demo(args):
@@ -791,6 +1060,7 @@ def cmd_demo(args):
     from .datasets import FateDataset, make_nuclei
     from .report import REPORT_FILES, _staged_output, _write_report_files
 
+    _check_seed(args.seed)
     out = Path(args.output)
     names = tuple(REPORT_FILES) + DEMO_FILES
     _check_new_dir(out, names, args.overwrite)
@@ -820,9 +1090,15 @@ def cmd_demo(args):
         (tmp / DEMO_FILES[1]).write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
         _out(_describe_fit(record))
         _out("[3/3] writing the report")
-        test = data.subset(np.asarray(record["test_indices"], dtype=int))
+        test_idx = np.asarray(record["test_indices"], dtype=int)
+        test = data.subset(test_idx)
+        train = data.subset(np.setdiff1d(np.arange(n), test_idx))
         _write_report_files(
-            model, test.X, test.y, tmp, table=test.table,
+            model, test.X, test.y, tmp, table=test.table, groups=test.groups,
+            meta=data.meta, train=train,
+            split=(f"{len(test)} of the {n} synthetic nuclei, held out at random "
+                   f"(stratified by fate, seed {seed}); the model was trained on the "
+                   f"other {len(train)}"),
             title="AI4CellFate demo: synthetic nuclei",
             source=(f"{len(test)} synthetic nuclei held out from training "
                     f"(of {n}; make_nuclei, seed {seed}); backend {backend}"),
@@ -873,6 +1149,14 @@ examples:
   # (track_id, t, y, x, parent_id) and optionally masks.tif, lineage.csv
   ai4cellfate prepare my_movie/ --format tracks --pixel-size 0.65 \\
       --crop-size-um 25 -o mine.npz
+
+  # a TrackMate session file (its movie, pixel size and filtered tracks)
+  ai4cellfate prepare experiment.xml --format trackmate --horizon 24 \\
+      --crop-size-um 25 -o tm.npz
+
+  # TrackMate's CSV exports: spots and edges tables, the movie, the pixel size
+  ai4cellfate prepare spots.csv --format trackmate --edges edges.csv \\
+      --movie movie.tif --pixel-size 0.65 -o tm.npz
 
 Prints the number of samples per fate and of lineage groups.
 """,
@@ -967,10 +1251,11 @@ def build_parser():
             "Crop every tracked nucleus, label it with its fate from the lineage, "
             "and save crops, labels, lineage groups and a per-cell table as one .npz.")
     p.add_argument("dir", metavar="DIR", help="a CTC dataset folder (with NN/ and NN_GT/), "
-                   "or a folder with movie.tif and tracks.csv (--format tracks)")
+                   "a folder with movie.tif and tracks.csv (--format tracks), or a "
+                   "TrackMate XML file, spots CSV or folder holding one (--format trackmate)")
     p.add_argument("-o", "--output", required=True, metavar="DATA.npz",
                    help="dataset file to write")
-    p.add_argument("--format", choices=("ctc", "tracks"), default="ctc",
+    p.add_argument("--format", choices=("ctc", "tracks", "trackmate"), default="ctc",
                    help="input layout (default: ctc)")
     p.add_argument("--sequence", default="01", metavar="NN",
                    help="CTC sequence number, e.g. 01 or 02 (default: 01)")
@@ -989,13 +1274,14 @@ def build_parser():
     p.add_argument("--output-size", type=int, default=20, metavar="PX",
                    help="side of the saved crops; 0 keeps the window size (default: 20)")
     p.add_argument("--pixel-size", type=float, metavar="UM",
-                   help="micrometres per pixel (needed by --crop-size-um)")
+                   help="micrometres per pixel (needed by --crop-size-um; TrackMate "
+                   "XML files give their own)")
     p.add_argument("--crop-size-um", type=float, metavar="UM",
                    help="crop window side in micrometres (overrides --crop-size)")
     p.add_argument("--segmentation", default="auto",
                    choices=("auto", "gt", "st", "masks", "otsu", "none"),
                    help="nucleus masks: auto (given masks, else local Otsu), gt/st "
-                   "(CTC gold/silver truth), masks (--format tracks), otsu, none")
+                   "(CTC gold/silver truth), masks (--masks), otsu, none")
     p.add_argument("--border", choices=("drop", "pad"), default="drop",
                    help="cells whose window crosses the image edge (default: drop)")
     p.add_argument("--merged", choices=("drop", "split"), default="drop",
@@ -1006,13 +1292,26 @@ def build_parser():
                    default="percentile", help="intensity scaling (default: percentile)")
     p.add_argument("--percentiles", type=float, nargs=2, default=(1.0, 99.99),
                    metavar=("LOW", "HIGH"), help="for --normalize percentile")
-    t = p.add_argument_group("--format tracks inputs (paths relative to DIR)")
-    t.add_argument("--movie", metavar="TIF", help="movie (default: movie.tif)")
+    t = p.add_argument_group("--format tracks and trackmate inputs (paths relative to DIR)")
+    t.add_argument("--movie", metavar="TIF", help="movie (default: movie.tif; for "
+                   "trackmate, the movie the XML names)")
     t.add_argument("--tracks", metavar="CSV", help="tracks table (default: tracks.csv)")
     t.add_argument("--masks", metavar="TIF", help="label images (default: masks.tif if present)")
     t.add_argument("--lineage", metavar="CSV",
                    help="track_id,start,end,parent_id table (default: lineage.csv if present)")
     t.add_argument("--channel", type=int, help="channel of a (T, C, H, W) movie")
+    t = p.add_argument_group("--format trackmate options")
+    t.add_argument("--edges", metavar="CSV",
+                   help="TrackMate edges table, with DIR a spots table (default: the "
+                   "*edges*.csv beside it)")
+    t.add_argument("--all-tracks", action="store_true",
+                   help="use all tracks, not only those passing TrackMate's track filters")
+    t.add_argument("--merges", choices=("end", "error"), default="end",
+                   help="spots with several incoming links: end the merging tracks there "
+                   "(default) or refuse the file")
+    t.add_argument("--units", metavar="UNIT",
+                   help="units of a CSV's positions (pixel, micron, nm, ...) when it has "
+                   "no units row")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=cmd_prepare)
 
@@ -1105,10 +1404,15 @@ def main(argv=None):
         return 2
     args.backend = getattr(args, "backend", None)
     debug = getattr(args, "debug", False)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from . import _logging
+
+    if debug:  # the backends' own messages too (no backend is imported yet)
+        _logging.show_backend_logs()
+    else:
+        _logging.quiet_backends()
     os.environ.setdefault("MPLBACKEND", "Agg")
     try:
-        with _cli_warnings():
+        with _cli_warnings(), _cli_logging(debug=debug, quiet=getattr(args, "quiet", False)):
             return int(args.func(args) or 0)
     except UsageError as exc:
         if debug:

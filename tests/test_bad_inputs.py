@@ -15,6 +15,8 @@ import ai4cellfate
 from ai4cellfate import CellFateAAE
 from ai4cellfate.datasets import make_nuclei
 
+from conftest import FAST
+
 X20, Y20 = make_nuclei(40, image_size=16, random_state=3)
 
 
@@ -307,7 +309,7 @@ CLI_CASES = [
                                                "-o", str(t / "p.csv")],
      1, "not a readable ai4cellfate model file"),
     ("bad crop size", lambda d, t: ["prepare", str(t), "--format", "ctc", "--crop-size", "0",
-                                    "-o", str(t / "o.npz")], 1, "crop_size must be an integer >= 4 (pixels), got 0"),
+                                    "-o", str(t / "o.npz")], 2, "crop_size must be an integer >= 4 (pixels), got 0"),
 ]
 
 
@@ -323,3 +325,141 @@ def test_command_line_rejects(case, argv, code, match, saved_dataset, tmp_path, 
     assert "Traceback" not in err
     assert match in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+# ------------------------------------------------------- failure states (estimator)
+def _fitted_state(model):
+    return {k: (v.copy() if isinstance(v, np.ndarray) else v)
+            for k, v in vars(model).items() if k.endswith("_") or k == "_layout"}
+
+
+@pytest.mark.parametrize("case", ["one class", "other image size", "NaN", "bad param",
+                                  "labels with None"])
+def test_failed_refit_leaves_the_fitted_estimator_unchanged(fitted, nuclei, case):
+    import copy
+
+    X, y = nuclei
+    model = copy.deepcopy(fitted)
+    before = _fitted_state(model)
+    Z_before = model.transform(X[:5])
+    bad_X, bad_y = X, y
+    if case == "one class":
+        bad_y = np.zeros_like(y)
+    elif case == "other image size":  # valid new images, then a label error
+        bad_X, bad_y = X[:, :12, :12], np.zeros_like(y)
+    elif case == "NaN":
+        bad_X = X.copy()
+        bad_X[0, 0, 0] = np.nan
+    elif case == "bad param":
+        model.set_params(batch_size=0)
+    else:
+        bad_y = np.array([None] + list(y[1:]), dtype=object)
+    with pytest.raises((ValueError, TypeError)):
+        model.fit(bad_X, bad_y)
+    after = _fitted_state(model)
+    assert after.keys() == before.keys()
+    assert after["image_shape_"] == before["image_shape_"]
+    np.testing.assert_array_equal(after["classes_"], before["classes_"])
+    assert after["model_"] is before["model_"]
+    np.testing.assert_array_equal(model.transform(X[:5]), Z_before)
+
+
+def test_constant_images_are_refused_before_training(nuclei):
+    X, y = nuclei
+    for value in (0.0, 0.4):
+        with pytest.raises(ValueError, match="no image structure: every one of its 64 crops"):
+            CellFateAAE(**FAST).fit(np.full_like(X, value), y)
+
+
+def test_collapsed_latent_warns(nuclei, monkeypatch):
+    import ai4cellfate.estimator as est
+
+    X, y = nuclei
+    monkeypatch.setattr(est, "_predict_net", lambda net, A: np.zeros((len(A), 2), "float32")
+                        if net.name == "encoder" else net.predict(A, verbose=0))
+    with pytest.warns(est.LatentWarning, match="latent space collapsed"):
+        CellFateAAE(**dict(FAST, max_epochs=1)).fit(X, y)
+
+
+def test_resume_without_a_checkpoint_warns(nuclei, tmp_path):
+    X, y = nuclei
+    with pytest.warns(UserWarning, match="holds no checkpoint.*starts afresh"):
+        CellFateAAE(checkpoint_dir=tmp_path, **dict(FAST, max_epochs=1)).fit(X, y, resume=True)
+
+
+@pytest.mark.parametrize("value,exc,match", [
+    (-1, ValueError, r"random_state must be in \[0, 2\*\*32 - 1\]; got -1"),
+    (2**40, ValueError, "random_state must be in"),
+    ("7", TypeError, "random_state must be None, an integer"),
+    (True, TypeError, "random_state must be None, an integer"),
+])
+def test_random_state_is_checked_before_any_work(nuclei, value, exc, match, monkeypatch):
+    from ai4cellfate.training import loop
+
+    monkeypatch.setattr(loop, "train_two_stage", lambda *a, **k: pytest.fail("trained"))
+    X, y = nuclei
+    with pytest.raises(exc, match=match):
+        CellFateAAE(**dict(FAST, random_state=value)).fit(X, y)
+
+
+@pytest.mark.parametrize("labels,match", [
+    ([0, "a"] * 32, "mixes label types"),
+    ([None, 1] * 32, "32 missing labels"),
+])
+def test_labels_mixing_types_or_missing(nuclei, labels, match):
+    X, _ = nuclei
+    with pytest.raises(ValueError, match=match):
+        CellFateAAE(**FAST).fit(X, np.array(labels, dtype=object))
+
+
+def test_inference_input_messages(fitted, nuclei):
+    import pandas as pd
+
+    X, _ = nuclei
+    with pytest.raises(ValueError, match="one image without the batch axis.*X\\[None\\]"):
+        fitted.transform(X[0])
+    with pytest.raises(ValueError, match="rows have different lengths"):
+        fitted.decode([[0.0, 1.0], [0.0]])
+    big = X.astype(np.float64)
+    big[0, 0, 0] = 1e300
+    with pytest.raises(ValueError, match="beyond the float32 range"):
+        fitted.transform(big)
+    series = pd.Series(list(X[:4]))
+    np.testing.assert_array_equal(fitted.transform(series), fitted.transform(X[:4]))
+    with pytest.raises(ValueError, match="Series of images of different shapes"):
+        fitted.transform(pd.Series([X[0], X[1, :8, :8]]))
+
+
+def test_interrupt_while_keras_imports_leaves_fit_usable(tmp_path):
+    """Ctrl-C during the first import of Keras inside fit: a second fit works."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "child.py"
+    script.write_text(
+        "import importlib.abc, sys\n"
+        "class Interrupt(importlib.abc.MetaPathFinder):\n"
+        "    fired = False\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'keras.src.layers' and not Interrupt.fired:\n"
+        "            Interrupt.fired = True\n"
+        "            raise KeyboardInterrupt\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "from ai4cellfate import CellFateAAE\n"
+        "from ai4cellfate.datasets import make_nuclei\n"
+        "X, y = make_nuclei(64, image_size=16, random_state=0)\n"
+        "m = CellFateAAE(stage1_epochs=1, min_epochs=1, max_epochs=1, batch_size=16,\n"
+        "                random_state=0, verbose=0)\n"
+        "try:\n"
+        "    m.fit(X, y)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted')\n"
+        "assert Interrupt.fired\n"
+        "m.fit(X, y)\n"
+        "print('refit', m.transform(X[:2]).shape)\n"
+    )
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "interrupted" in res.stdout and "refit (2, 2)" in res.stdout

@@ -359,8 +359,8 @@ def test_fit_resumes_from_checkpoint(tmp_path, capsys, pipeline, monkeypatch):
     assert main(["fit", data, "-o", str(tmp_path / "ref.keras"), *longer]) == 0
     orig = ckpt_module.write_checkpoint
 
-    def write_then_interrupt(path, meta, *arrays):
-        orig(path, meta, *arrays)
+    def write_then_interrupt(path, meta, *arrays, **kwargs):
+        orig(path, meta, *arrays, **kwargs)
         if meta["epochs_done"] == 2:
             raise KeyboardInterrupt
 
