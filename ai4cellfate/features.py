@@ -198,7 +198,10 @@ class RegionFeatures(TransformerMixin, BaseEstimator):
 
     A crop whose mask is empty gets zeros for every feature and a
     :class:`RuntimeWarning` with the number of such crops, so that
-    downstream classifiers still run.
+    downstream classifiers still run. Without ``masks`` the crops must have a
+    background (pixels at or below ``threshold``): when most crops have none,
+    the "cell" is the whole window and a :class:`UserWarning` gives the
+    fraction of such crops.
 
     Parameters
     ----------
@@ -393,6 +396,8 @@ class RegionFeatures(TransformerMixin, BaseEstimator):
                     f"{masks.shape}."
                 )
             masks = masks != 0
+        else:
+            self._warn_if_no_background(X)
         index = []
         names = list(self.feature_names_out_)
         prefix = {f"{c}_": k for k, c in enumerate(self.channel_names_)}
@@ -429,6 +434,22 @@ class RegionFeatures(TransformerMixin, BaseEstimator):
                 stacklevel=2,
             )
         return F
+
+    def _warn_if_no_background(self, X):
+        """Warn when most crops have no background pixel (at or below threshold)."""
+        threshold = float(self.threshold)
+        no_background = (X > threshold).any(axis=-1).all(axis=(1, 2))
+        n_full, n = int(no_background.sum()), len(X)
+        if n_full > n / 2:
+            warnings.warn(
+                f"{n_full} of {n} crops ({n_full / n:.0%}) have no background pixel "
+                f"(none at or below threshold={threshold:g}), so RegionFeatures "
+                "measures the whole window instead of the cell. Zero the background "
+                "around the cell (as the crops of ai4cellfate.datasets are), raise "
+                "threshold, or pass masks.",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def fit_transform(self, X, y=None, masks=None):
         """Fit, then measure every crop (see :meth:`transform`).

@@ -39,6 +39,8 @@ import warnings
 import numpy as np
 import pandas as pd
 from scipy import stats
+from scipy.spatial.distance import pdist
+from sklearn import metrics as _sk_metrics
 from sklearn.metrics import make_scorer
 
 __all__ = [
@@ -168,7 +170,9 @@ def confusion_matrix(y_true, y_pred, *, labels=None, normalize="true"):
     Entry ``[i, j]`` counts the cells of true class ``labels[i]`` predicted as
     ``labels[j]``. With ``normalize="true"`` (the default, as in the preprint)
     every row is divided by its sum, so the diagonal holds the per-class
-    recall and its mean is the :func:`balanced_accuracy`.
+    recall and its mean is the :func:`balanced_accuracy`. The counts come
+    from :func:`sklearn.metrics.confusion_matrix`; unlike there, normalised
+    rows (columns) of classes that never occur are NaN rather than 0.
 
     Parameters
     ----------
@@ -207,19 +211,15 @@ def confusion_matrix(y_true, y_pred, *, labels=None, normalize="true"):
         raise ValueError(
             f"normalize must be 'true', 'pred', 'all' or None, got {normalize!r}."
         )
-    index = {c: i for i, c in enumerate(labels.tolist())}
-    k = len(labels)
-    cm = np.zeros((k, k), dtype=np.int64)
-    np.add.at(
-        cm,
-        (
-            np.array([index[c] for c in y_true.tolist()]),
-            np.array([index[c] for c in y_pred.tolist()]),
-        ),
-        1,
-    )
+    with warnings.catch_warnings():
+        # ``labels`` is always passed, so a 1 x 1 matrix is the one asked for.
+        warnings.filterwarnings("ignore", "A single label was found")
+        cm = _sk_metrics.confusion_matrix(y_true, y_pred, labels=labels)
+    cm = cm.astype(np.int64)
     if normalize is None:
         return cm
+    # Normalised here rather than by scikit-learn, which turns the rows (or
+    # columns) of absent classes into 0; here they are NaN, as documented.
     cm = cm.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         if normalize == "true":
@@ -235,8 +235,10 @@ def balanced_accuracy(y_true, y_pred):
     The mean over the classes present in ``y_true`` of the fraction of that
     class predicted correctly, i.e. the mean of the diagonal of the
     row-normalised :func:`confusion_matrix`. Chance level is ``1 / n_classes``
-    whatever the class balance (0.5 for two fates). Equal to
-    :func:`sklearn.metrics.balanced_accuracy_score`.
+    whatever the class balance (0.5 for two fates). Computed by
+    :func:`sklearn.metrics.balanced_accuracy_score`, after this module's
+    checks of the labels (predicted classes absent from ``y_true`` are
+    ignored without a warning).
 
     Parameters
     ----------
@@ -256,9 +258,11 @@ def balanced_accuracy(y_true, y_pred):
     0.625
     """
     y_true, y_pred, _ = _check_targets(y_true, y_pred)
-    classes = np.unique(y_true)
-    recalls = [np.mean(y_pred[y_true == c] == c) for c in classes]
-    return float(np.mean(recalls))
+    with warnings.catch_warnings():
+        # Predicted classes absent from y_true do not count (documented above).
+        warnings.filterwarnings("ignore", "y_pred contains classes not in y_true")
+        warnings.filterwarnings("ignore", "A single label was found")
+        return float(_sk_metrics.balanced_accuracy_score(y_true, y_pred))
 
 
 def precision(y_true, y_pred, *, pos_label=None, balanced=False, zero_division=0.0):
@@ -280,7 +284,8 @@ def precision(y_true, y_pred, *, pos_label=None, balanced=False, zero_division=0
         if every true class were equally frequent. The preprint's reference
         code reports ``precision(..., pos_label=0, balanced=True)``; the
         ordinary precision (``balanced=False``) depends on class prevalence
-        and is what ``TP / (TP + FP)`` in the preprint's text means.
+        and is what ``TP / (TP + FP)`` in the preprint's text means
+        (:func:`sklearn.metrics.precision_score` computes it).
     zero_division : float, default=0.0
         Value returned when no cell is predicted as ``pos_label``.
 
@@ -313,18 +318,21 @@ def precision(y_true, y_pred, *, pos_label=None, balanced=False, zero_division=0
         raise ValueError(
             f"pos_label={pos_label!r} is not one of the labels {labels.tolist()}."
         )
-    predicted = y_pred == pos_label
-    if not balanced:
-        n_pred = int(predicted.sum())
-        if n_pred == 0:
-            return float(zero_division)
-        return float(np.sum(predicted & (y_true == pos_label)) / n_pred)
-    # Column pos_label of the row-normalised matrix, over the true classes.
-    rates = {c: np.mean(predicted[y_true == c]) for c in np.unique(y_true).tolist()}
-    total = float(sum(rates.values()))
-    if total == 0:
+    if not np.any(y_pred == pos_label):
         return float(zero_division)
-    return float(rates.get(pos_label, 0.0) / total)
+    if not balanced:
+        return float(
+            _sk_metrics.precision_score(
+                y_true, y_pred, labels=[pos_label], average=None, zero_division=0.0
+            )[0]
+        )
+    # Column pos_label of the row-normalised matrix, over the true classes
+    # (rows of classes absent from y_true are NaN and do not count).
+    cm = confusion_matrix(y_true, y_pred, labels=labels)
+    p = labels.tolist().index(pos_label)
+    if not np.isfinite(cm[p, p]):  # pos_label never occurs in y_true
+        return 0.0
+    return float(cm[p, p] / np.nansum(cm[:, p]))
 
 
 def fate_report(y_true, y_pred, *, labels=None):
@@ -541,10 +549,7 @@ def centroid_distance(Z, y):
     if len(classes) < 2:
         raise ValueError("centroid_distance needs at least two classes in y.")
     centroids = np.stack([Z[y == c].mean(axis=0) for c in classes])
-    diff = centroids[:, None, :] - centroids[None, :, :]
-    dist = np.sqrt((diff**2).sum(-1))
-    iu = np.triu_indices(len(classes), k=1)
-    return float(dist[iu].min())
+    return float(pdist(centroids).min())
 
 
 def _as_latent(Z, min_samples=2):
@@ -589,14 +594,13 @@ def latent_correlation(Z):
            [0.8, 1. ]])
     """
     Z = _as_latent(Z)
-    Zc = Z - Z.mean(axis=0)
-    norm = np.sqrt((Zc**2).sum(axis=0))
+    norm = np.sqrt(((Z - Z.mean(axis=0)) ** 2).sum(axis=0))
     # Dimensions whose spread is rounding noise count as constant.
     constant = norm <= 1e-12 * np.maximum(np.abs(Z).max(axis=0), 1.0) * np.sqrt(
         len(Z)
     )
-    safe = np.where(constant, 1.0, norm)
-    corr = (Zc.T @ Zc) / np.outer(safe, safe)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.atleast_2d(np.corrcoef(Z, rowvar=False))
     corr = np.clip(corr, -1.0, 1.0)
     np.fill_diagonal(corr, 1.0)
     corr[constant, :] = np.nan

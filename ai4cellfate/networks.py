@@ -27,6 +27,15 @@ __all__ = [
 ]
 
 _PACKAGE = "ai4cellfate"
+#: Offset between a layer's spectral-norm seed and its kernel initialiser's seed.
+_KERNEL_SEED_OFFSET = 104_729
+
+
+def _glorot(seed):
+    """Glorot-uniform initialiser with an explicit seed. Without one, Keras draws
+    the seed from Python's global ``random``, which other threads (a Dask
+    worker's event loop) also draw from: fits would not be reproducible there."""
+    return keras.initializers.GlorotUniform(seed=int(seed))
 
 
 class _SpectralNormMixin:
@@ -86,6 +95,8 @@ class SpectralConv2D(_SpectralNormMixin, layers.Conv2D):
     """
 
     def __init__(self, *args, sn_seed=None, **kwargs):
+        if sn_seed is not None and "kernel_initializer" not in kwargs:
+            kwargs["kernel_initializer"] = _glorot(sn_seed + _KERNEL_SEED_OFFSET)
         super().__init__(*args, **kwargs)
         self._sn_seed = sn_seed
 
@@ -143,6 +154,8 @@ class SpectralDense(_SpectralNormMixin, layers.Dense):
     """
 
     def __init__(self, *args, sn_seed=None, **kwargs):
+        if sn_seed is not None and "kernel_initializer" not in kwargs:
+            kwargs["kernel_initializer"] = _glorot(sn_seed + _KERNEL_SEED_OFFSET)
         super().__init__(*args, **kwargs)
         self._sn_seed = sn_seed
 
@@ -369,12 +382,12 @@ def build_discriminator(latent_dim=2, dropout=0.3, seed=0):
     (None, 1)
     """
     inputs = keras.Input(shape=(int(latent_dim),), name="latent")
-    x = layers.Dense(32)(inputs)
+    x = layers.Dense(32, kernel_initializer=_glorot(seed + 1))(inputs)
     x = layers.LeakyReLU(0.2)(x)
-    x = layers.Dense(16)(x)
+    x = layers.Dense(16, kernel_initializer=_glorot(seed + 2))(x)
     x = layers.LeakyReLU(0.2)(x)
     x = layers.Dropout(dropout, seed=seed)(x)
-    outputs = layers.Dense(1, activation="sigmoid")(x)
+    outputs = layers.Dense(1, activation="sigmoid", kernel_initializer=_glorot(seed + 3))(x)
     return keras.Model(inputs, outputs, name="discriminator")
 
 
@@ -413,6 +426,7 @@ def build_latent_classifier(latent_dim=2, n_classes=2, dropout=0.3, l2=1e-4, see
         int(n_classes),
         activation="softmax",
         kernel_regularizer=keras.regularizers.L2(l2),
+        kernel_initializer=_glorot(seed + 1),
         name="logits",
     )(x)
     return keras.Model(inputs, outputs, name="latent_classifier")

@@ -15,22 +15,101 @@ Images are arrays of shape ``(n, h, w)`` (one channel) or ``(n, h, w, c)``
 (channels last, as :class:`~ai4cellfate.datasets.FateDataset` stores them).
 Every transform returns float32 and leaves background pixels (exactly 0)
 at 0.
+
+Flat pixels and DataFrames
+    scikit-learn's ``set_output(transform="pandas")`` (or ``"polars"``, or
+    ``sklearn.set_config(transform_output=...)``) needs 2-D output, so with a
+    DataFrame output configured every transformer returns its images
+    flattened (C order: row, column, channel), one column per pixel, named by
+    ``get_feature_names_out`` as ``pixel_<row>_<col>`` or
+    ``pixel_<row>_<col>_<channel>``. Every transformer reads such flat rows
+    back: a DataFrame whose columns carry those names, or any 2-D array
+    ``(n, h * w * c)`` when ``image_shape`` is given (in ``fit``; ``transform``
+    uses the shape seen in ``fit``). Flat rows in give flat rows out.
+    ``CellFateAAE(image_shape=(h, w))`` reads the same flat rows, so a whole
+    pipeline can produce DataFrames::
+
+        pipe = Pipeline([("max", MaxNormalizer()), ("stretch", IntensityStretch()),
+                         ("aae", CellFateAAE(image_shape=(20, 20)))])
+        pipe.set_output(transform="pandas").fit(X, y)
+        pipe.transform(X)           # DataFrame with columns z0, z1
+        pipe[:-1].transform(X)      # DataFrame with columns pixel_0_0, ...
 """
 
 from __future__ import annotations
 
 import numbers
+import re
 import warnings
 
 import numpy as np
+import sklearn
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 __all__ = ["ChannelRatio", "MaxNormalizer", "IntensityStretch"]
 
 
-def _check_images(X, name="X", *, channels_required=False):
-    """Validate a stack of images; return it as a float array (no copy if possible)."""
+_PIXEL_NAME = re.compile(r"pixel_(\d+)_(\d+)(?:_(\d+))?")
+
+
+def _pixel_names(shape):
+    """Names of the flat pixels of images of ``shape`` (C order)."""
+    index = np.indices(shape).reshape(len(shape), -1).T
+    return np.asarray(["pixel_" + "_".join(map(str, i)) for i in index], dtype=object)
+
+
+def _shape_from_names(columns):
+    """Image shape encoded by ``pixel_<row>_<col>[_<channel>]`` column names, or None."""
+    if not columns:
+        return None
+    first = _PIXEL_NAME.fullmatch(columns[-1])
+    if first is None:
+        return None
+    shape = tuple(int(g) + 1 for g in first.groups() if g is not None)
+    if len(columns) != int(np.prod(shape)) or list(_pixel_names(shape)) != columns:
+        return None
+    return shape
+
+
+def _check_image_shape(image_shape):
+    if image_shape is None:
+        return None
+    try:
+        shape = tuple(image_shape)
+        ok = len(shape) in (2, 3) and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
+            for v in shape
+        )
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            "image_shape must be (height, width) or (height, width, channels) of "
+            f"positive integers, got {image_shape!r}."
+        )
+    return tuple(int(v) for v in shape)
+
+
+def _dataframe_output(est):
+    """Whether ``set_output`` or ``sklearn.set_config`` asks ``est`` for DataFrames."""
+    config = getattr(est, "_sklearn_output_config", {}).get("transform")
+    if config is None:
+        config = sklearn.get_config()["transform_output"]
+    return config != "default"
+
+
+def _check_images(X, name="X", *, channels_required=False, flat_shape=None):
+    """Validate a stack of images; return it as a float array (no copy if possible).
+
+    Also returns whether ``X`` came as flat rows (2-D) and its column names
+    (for a DataFrame; else None). Flat rows are reshaped to ``flat_shape``, or
+    to the shape their ``pixel_<row>_<col>[_<channel>]`` column names encode.
+    """
+    columns = None
+    if hasattr(X, "columns") and hasattr(X, "to_numpy"):  # pandas / polars
+        columns = [str(c) for c in X.columns]
+        X = X.to_numpy()
     if hasattr(X, "__array__") or isinstance(X, (list, tuple)):
         try:
             arr = np.asarray(X)
@@ -47,6 +126,22 @@ def _check_images(X, name="X", *, channels_required=False):
         raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}.")
     if np.issubdtype(arr.dtype, np.complexfloating):
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}.")
+    flat = arr.ndim == 2
+    if flat:
+        shape = flat_shape if flat_shape is not None else _shape_from_names(columns)
+        if shape is None:
+            raise ValueError(
+                f"{name} must have shape (n, h, w) or (n, h, w, c), got shape "
+                f"{arr.shape}; to read flat rows of pixels, set image_shape=(h, w) or "
+                "(h, w, c), or pass a DataFrame whose columns are named "
+                "pixel_<row>_<col>[_<channel>] (as get_feature_names_out names them)."
+            )
+        if arr.shape[1] != int(np.prod(shape)):
+            raise ValueError(
+                f"{name} has {arr.shape[1]} pixels per row but images of shape "
+                f"{tuple(shape)} have {int(np.prod(shape))}."
+            )
+        arr = arr.reshape((arr.shape[0],) + tuple(shape))
     if channels_required and arr.ndim != 4:
         raise ValueError(
             f"{name} must have shape (n, h, w, c) with channels last, got shape "
@@ -61,7 +156,7 @@ def _check_images(X, name="X", *, channels_required=False):
     arr = arr.astype(np.float32, copy=False) if arr.dtype != np.float64 else arr
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must not contain NaN or infinite values.")
-    return arr
+    return arr, flat, columns
 
 
 def _check_same_channels(est, X):
@@ -92,7 +187,78 @@ def _reduce_axes(X):
     return (0, 1, 2) if X.ndim == 4 else None
 
 
-class ChannelRatio(TransformerMixin, BaseEstimator):
+class _ImageTransformer(TransformerMixin, BaseEstimator):
+    """Image input and output shared by the transformers of this module."""
+
+    _channels_required = False
+
+    def _fit_images(self, X):
+        """Validate the training images and remember their shape."""
+        shape = _check_image_shape(self.image_shape)
+        X, _, columns = _check_images(
+            X, channels_required=self._channels_required, flat_shape=shape
+        )
+        if shape is not None and X.shape[1:] != shape:
+            raise ValueError(
+                f"X holds images of shape {X.shape[1:]} but image_shape is {shape}."
+            )
+        self.image_shape_ = tuple(int(v) for v in X.shape[1:])
+        self.n_features_in_ = int(np.prod(self.image_shape_))
+        if columns is not None:
+            self.feature_names_in_ = np.asarray(columns, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        return X
+
+    def _transform_images(self, X):
+        """Validate images to transform; flat rows take the shape seen in fit."""
+        X, flat, _ = _check_images(
+            X, channels_required=self._channels_required, flat_shape=self.image_shape_
+        )
+        _check_same_channels(self, X)
+        return X, flat
+
+    def _output(self, out, flat):
+        """Images, or flat rows for flat input and for DataFrame output."""
+        if not (flat or _dataframe_output(self)):
+            return out
+        if out.shape[1:] != self._output_shape():
+            raise ValueError(
+                f"{type(self).__name__} was fitted on images of shape "
+                f"{self.image_shape_}; with flat or DataFrame output (set_output) "
+                f"it transforms images of that shape only, got {out.shape[1:]}."
+            )
+        return out.reshape(len(out), -1)
+
+    def _output_shape(self):
+        return self.image_shape_
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the output pixels, ``pixel_<row>_<col>[_<channel>]``.
+
+        With a DataFrame output (``set_output(transform="pandas")``) these
+        name the columns of the flattened output images.
+
+        Parameters
+        ----------
+        input_features : array-like of str, default=None
+            Ignored apart from its length, which must be the number of input
+            pixels: pixels are named by their position.
+
+        Returns
+        -------
+        names : ndarray of str
+        """
+        check_is_fitted(self, "image_shape_")
+        if input_features is not None and len(input_features) != self.n_features_in_:
+            raise ValueError(
+                f"input_features has {len(input_features)} names but "
+                f"{type(self).__name__} was fitted on {self.n_features_in_} pixels."
+            )
+        return _pixel_names(self._output_shape())
+
+
+class ChannelRatio(_ImageTransformer):
     """Ratio of two channels, ``X[..., numerator] / X[..., denominator]``.
 
     The preprint's "FRET-like" image is CFP / YFP (inverse of ERK activity).
@@ -110,11 +276,19 @@ class ChannelRatio(TransformerMixin, BaseEstimator):
         Value where the denominator is 0.
     keepdims : bool, default=False
         Return ``(n, h, w, 1)`` instead of ``(n, h, w)``.
+    image_shape : tuple of int, default=None
+        ``(h, w, c)`` used to read flat ``(n, h * w * c)`` rows as images in
+        ``fit`` (see the module documentation); not needed for image arrays
+        or for DataFrames with ``pixel_<row>_<col>_<channel>`` columns.
 
     Attributes
     ----------
     n_channels_in_ : int
         Number of channels of the images seen in ``fit``.
+    image_shape_ : tuple of int
+        ``(h, w, c)`` of the images seen in ``fit``.
+    n_features_in_ : int
+        Pixels per image seen in ``fit``, ``h * w * c``.
 
     Examples
     --------
@@ -127,11 +301,19 @@ class ChannelRatio(TransformerMixin, BaseEstimator):
            [0. , 0. ]], dtype=float32)
     """
 
-    def __init__(self, numerator=0, denominator=1, *, fill_value=0.0, keepdims=False):
+    _channels_required = True
+
+    def __init__(
+        self, numerator=0, denominator=1, *, fill_value=0.0, keepdims=False, image_shape=None
+    ):
         self.numerator = numerator
         self.denominator = denominator
         self.fill_value = fill_value
         self.keepdims = keepdims
+        self.image_shape = image_shape
+
+    def _output_shape(self):
+        return self.image_shape_[:2] + ((1,) if self.keepdims else ())
 
     def _check_params(self, n_c):
         for name in ("numerator", "denominator"):
@@ -160,15 +342,15 @@ class ChannelRatio(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n, h, w, c)
-            Images, channels last, ``c >= 2``.
+        X : array-like of shape (n, h, w, c) or (n, h * w * c)
+            Images, channels last, ``c >= 2``, or flat rows of them.
         y : ignored
 
         Returns
         -------
         self
         """
-        X = _check_images(X, channels_required=True)
+        X = self._fit_images(X)
         self._check_params(X.shape[3])
         self.n_channels_in_ = int(X.shape[3])
         return self
@@ -178,26 +360,27 @@ class ChannelRatio(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n, h, w, c)
-            Images with the number of channels seen in ``fit``.
+        X : array-like of shape (n, h, w, c) or (n, h * w * c)
+            Images with the number of channels seen in ``fit``, or flat rows
+            of images of the shape seen in ``fit``.
 
         Returns
         -------
         ndarray of shape (n, h, w) or (n, h, w, 1), float32
+            Flat ``(n, h * w)`` rows for flat input or a DataFrame output.
         """
         check_is_fitted(self, "n_channels_in_")
-        X = _check_images(X, channels_required=True)
-        _check_same_channels(self, X)
+        X, flat = self._transform_images(X)
         self._check_params(X.shape[3])
         num = X[..., self.numerator].astype(np.float64)
         den = X[..., self.denominator].astype(np.float64)
         out = np.full(num.shape, float(self.fill_value))
         np.divide(num, den, out=out, where=den != 0)
         out = out.astype(np.float32)
-        return out[..., None] if self.keepdims else out
+        return self._output(out[..., None] if self.keepdims else out, flat)
 
 
-class MaxNormalizer(TransformerMixin, BaseEstimator):
+class MaxNormalizer(_ImageTransformer):
     """Divide images by the maximum learnt from the training images.
 
     The preprint's "divide by the dataset-wide maximum" (method-spec section
@@ -213,6 +396,9 @@ class MaxNormalizer(TransformerMixin, BaseEstimator):
         over all channels.
     clip : bool, default=False
         Clip the result to [-1, 1].
+    image_shape : tuple of int, default=None
+        ``(h, w)`` or ``(h, w, c)`` used to read flat ``(n, h * w * c)`` rows
+        as images in ``fit`` (see the module documentation).
 
     Attributes
     ----------
@@ -220,6 +406,10 @@ class MaxNormalizer(TransformerMixin, BaseEstimator):
         The scale learnt in ``fit``.
     n_channels_in_ : int or None
         Channels of the images seen in ``fit`` (None for ``(n, h, w)``).
+    image_shape_ : tuple of int
+        ``(h, w)`` or ``(h, w, c)`` of the images seen in ``fit``.
+    n_features_in_ : int
+        Pixels per image seen in ``fit``.
 
     Examples
     --------
@@ -233,17 +423,18 @@ class MaxNormalizer(TransformerMixin, BaseEstimator):
     2.0
     """
 
-    def __init__(self, *, per_channel=False, clip=False):
+    def __init__(self, *, per_channel=False, clip=False, image_shape=None):
         self.per_channel = per_channel
         self.clip = clip
+        self.image_shape = image_shape
 
     def fit(self, X, y=None):
         """Learn the maximum absolute pixel value of the training images.
 
         Parameters
         ----------
-        X : array-like of shape (n, h, w) or (n, h, w, c)
-            Training images.
+        X : array-like of shape (n, h, w), (n, h, w, c) or (n, h * w * c)
+            Training images, or flat rows of them.
         y : ignored
 
         Returns
@@ -254,7 +445,7 @@ class MaxNormalizer(TransformerMixin, BaseEstimator):
             raise TypeError(f"per_channel must be a bool, got {self.per_channel!r}.")
         if not isinstance(self.clip, (bool, np.bool_)):
             raise TypeError(f"clip must be a bool, got {self.clip!r}.")
-        X = _check_images(X)
+        X = self._fit_images(X)
         axes = _reduce_axes(X) if self.per_channel else None
         m = np.max(np.abs(X), axis=axes).astype(np.float64)
         if np.any(m == 0):
@@ -275,23 +466,23 @@ class MaxNormalizer(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n, h, w) or (n, h, w, c)
-            Images shaped like the training images.
+        X : array-like of shape (n, h, w), (n, h, w, c) or (n, h * w * c)
+            Images shaped like the training images, or flat rows of them.
 
         Returns
         -------
         ndarray of the same shape, float32
+            Flat rows for a DataFrame output (``set_output``).
         """
         check_is_fitted(self, "max_")
-        X = _check_images(X)
-        _check_same_channels(self, X)
+        X, flat = self._transform_images(X)
         out = (X / np.asarray(self.max_)).astype(np.float32)
         if self.clip:
             np.clip(out, -1.0, 1.0, out=out)
-        return out
+        return self._output(out, flat)
 
 
-class IntensityStretch(TransformerMixin, BaseEstimator):
+class IntensityStretch(_ImageTransformer):
     """Stretch nonzero (nucleus) pixels to ``[eps, 1]``; background stays 0.
 
     The preprint's intensity stretch (method-spec section 1, step 7)::
@@ -321,6 +512,9 @@ class IntensityStretch(TransformerMixin, BaseEstimator):
     clip : bool, default=True
         In ``"dataset"`` mode, clip nonzero pixels of new images that fall
         outside the training range to ``[eps, 1]``.
+    image_shape : tuple of int, default=None
+        ``(h, w)`` or ``(h, w, c)`` used to read flat ``(n, h * w * c)`` rows
+        as images in ``fit`` (see the module documentation).
 
     Attributes
     ----------
@@ -329,6 +523,10 @@ class IntensityStretch(TransformerMixin, BaseEstimator):
         mode; NaN in ``"image"`` mode).
     n_channels_in_ : int or None
         Channels of the images seen in ``fit`` (None for ``(n, h, w)``).
+    image_shape_ : tuple of int
+        ``(h, w)`` or ``(h, w, c)`` of the images seen in ``fit``.
+    n_features_in_ : int
+        Pixels per image seen in ``fit``.
 
     Examples
     --------
@@ -342,10 +540,11 @@ class IntensityStretch(TransformerMixin, BaseEstimator):
     [[0.0, 0.0], [0.5, 1.0]]
     """
 
-    def __init__(self, mode="dataset", *, eps=0.001, clip=True):
+    def __init__(self, mode="dataset", *, eps=0.001, clip=True, image_shape=None):
         self.mode = mode
         self.eps = eps
         self.clip = clip
+        self.image_shape = image_shape
 
     def _check_params(self):
         if self.mode not in ("dataset", "image"):
@@ -359,8 +558,8 @@ class IntensityStretch(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n, h, w) or (n, h, w, c)
-            Training images, background exactly 0.
+        X : array-like of shape (n, h, w), (n, h, w, c) or (n, h * w * c)
+            Training images, background exactly 0, or flat rows of them.
         y : ignored
 
         Returns
@@ -368,7 +567,7 @@ class IntensityStretch(TransformerMixin, BaseEstimator):
         self
         """
         self._check_params()
-        X = _check_images(X)
+        X = self._fit_images(X)
         self.n_channels_in_ = int(X.shape[3]) if X.ndim == 4 else None
         if self.mode == "image":
             self.data_min_ = self.data_max_ = np.nan
@@ -391,17 +590,17 @@ class IntensityStretch(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n, h, w) or (n, h, w, c)
-            Images shaped like the training images.
+        X : array-like of shape (n, h, w), (n, h, w, c) or (n, h * w * c)
+            Images shaped like the training images, or flat rows of them.
 
         Returns
         -------
         ndarray of the same shape, float32
+            Flat rows for a DataFrame output (``set_output``).
         """
         check_is_fitted(self, "n_channels_in_")
         eps = self._check_params()
-        X = _check_images(X)
-        _check_same_channels(self, X)
+        X, flat = self._transform_images(X)
         X = X.astype(np.float64)
         nz = X != 0
         if self.mode == "dataset":
@@ -420,4 +619,4 @@ class IntensityStretch(TransformerMixin, BaseEstimator):
         scaled = np.where(span > 0, (X - lo) / safe, 1.0) * (1.0 - eps) + eps
         if self.clip or self.mode == "image":
             scaled = np.clip(scaled, eps, 1.0)
-        return np.where(nz, scaled, 0.0).astype(np.float32)
+        return self._output(np.where(nz, scaled, 0.0).astype(np.float32), flat)

@@ -1,5 +1,7 @@
 """RegionFeatures: numbers checked against shapes drawn with known geometry."""
 
+import warnings
+
 import numpy as np
 import pytest
 from joblib import parallel_config
@@ -158,6 +160,30 @@ def test_empty_crop_gives_zeros_and_a_warning():
     with pytest.warns(RuntimeWarning, match="2 of 3 crops"):
         F = RegionFeatures().fit_transform(X)
     assert np.all(F[[0, 2]] == 0) and F[1, ONE_CHANNEL.index("area")] > 0
+
+
+def test_crops_without_zero_background_warn_with_the_fraction():
+    X, _ = make_nuclei(8, image_size=12, random_state=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # background-zeroed crops: no warning
+        zeroed = RegionFeatures(features=["area"]).fit_transform(X)
+    raw = X + 0.05  # an unmasked background offset: every pixel is "cell"
+    raw[:2] = X[:2]  # two of eight crops still have a zero background
+    with pytest.warns(UserWarning, match=r"6 of 8 crops \(75%\) have no background"):
+        whole = RegionFeatures(features=["area"]).fit_transform(raw)
+    assert np.all(whole[2:, 0] == 12 * 12) and np.all(whole[:2] == zeroed[:2])
+    # a threshold above the offset, or masks, measure the cells again
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        RegionFeatures(features=["area"], threshold=0.05 + 1e-6).fit_transform(raw)
+        masked = RegionFeatures(features=["area"]).fit(raw).transform(raw, masks=X > 0)
+    np.testing.assert_array_equal(masked, zeroed)
+    # a minority of such crops is left alone
+    half = X.copy()
+    half[:4] += 0.05
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        RegionFeatures(features=["area"]).fit_transform(half)
 
 
 def test_parallel_chunks_match_serial():

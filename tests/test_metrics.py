@@ -131,6 +131,32 @@ def test_precision_default_label_and_edge_cases():
 
 
 @pytest.mark.parametrize(
+    "y_true, y_pred",
+    [
+        ([1, 1, 1], [1, 1, 1]),  # one class only
+        ([0, 0, 1], [0, 2, 1]),  # a predicted class that never occurs
+        (["a", "a"], ["a", "b"]),
+        ([0, 1, 1], [0, 0, 0]),  # nothing predicted as fate 1
+    ],
+)
+def test_edge_cases_pass_through_sklearn_silently(y_true, y_pred):
+    """The sklearn.metrics calls underneath give the documented values, no warnings."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cm = confusion_matrix(y_true, y_pred)
+        labels = np.unique(np.r_[y_true, y_pred])
+        absent = ~np.isin(labels, y_true)
+        assert np.all(np.isnan(cm[absent]))  # rows of absent classes: NaN, not 0
+        present = np.diag(cm)[~absent]
+        assert balanced_accuracy(y_true, y_pred) == pytest.approx(present.mean())
+        for label in labels.tolist():
+            for balanced in (False, True):
+                value = precision(y_true, y_pred, pos_label=label, balanced=balanced)
+                assert 0.0 <= value <= 1.0
+        fate_report(y_true, y_pred)
+
+
+@pytest.mark.parametrize(
     "y_true, y_pred, exc, match",
     [
         ([0, 1, 1], [0, 1], ValueError, "same length"),

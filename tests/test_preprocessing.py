@@ -3,7 +3,9 @@
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
+import sklearn
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import Pipeline
@@ -174,3 +176,102 @@ def test_preprint_chain_in_a_pipeline():
     assert again.get_params()["stretch__eps"] == 0.01
     assert pipe.get_params()["stretch__eps"] == 0.001
     assert "max_" not in vars(clone(pipe).named_steps["max"])
+
+
+# ------------------------------------------- flat pixels and set_output
+def test_set_output_pandas_flattens_images_into_named_pixel_columns():
+    X = _crops(n=5, size=6)
+    for est in (MaxNormalizer(), IntensityStretch(), IntensityStretch(mode="image")):
+        images = clone(est).fit_transform(X)
+        df = clone(est).set_output(transform="pandas").fit_transform(X)
+        assert isinstance(df, pd.DataFrame) and df.shape == (5, 36)
+        assert list(df.columns[:3]) == ["pixel_0_0", "pixel_0_1", "pixel_0_2"]
+        assert df.columns[-1] == "pixel_5_5"
+        np.testing.assert_array_equal(df.to_numpy(), images.reshape(5, -1))
+        assert list(est.fit(X).get_feature_names_out()) == list(df.columns)
+    # channels last: pixel_<row>_<col>_<channel>, C order
+    X2 = _crops(n=3, size=6, channels=2)
+    df = MaxNormalizer().set_output(transform="pandas").fit_transform(X2)
+    assert list(df.columns[:3]) == ["pixel_0_0_0", "pixel_0_0_1", "pixel_0_1_0"]
+    np.testing.assert_array_equal(df.to_numpy(),
+                                  MaxNormalizer().fit_transform(X2).reshape(3, -1))
+    ratio = ChannelRatio().set_output(transform="pandas").fit_transform(X2)
+    assert ratio.shape == (3, 36) and ratio.columns[-1] == "pixel_5_5"
+    kept = ChannelRatio(keepdims=True).set_output(transform="pandas").fit_transform(X2)
+    assert kept.columns[-1] == "pixel_5_5_0"
+    # the global configuration works too
+    with sklearn.config_context(transform_output="pandas"):
+        assert isinstance(IntensityStretch().fit_transform(X), pd.DataFrame)
+
+
+def test_flat_rows_and_pixel_dataframes_are_read_back():
+    X = _crops(n=4, size=6, channels=2)
+    images = MaxNormalizer().fit(X).transform(X)
+    # a DataFrame named as get_feature_names_out names it: shape from the names
+    df = MaxNormalizer().set_output(transform="pandas").fit_transform(X)
+    df.index = [10, 11, 12, 13]
+    again = MaxNormalizer().set_output(transform="pandas").fit(df)
+    assert again.image_shape_ == (6, 6, 2) and again.n_features_in_ == 72
+    assert list(again.feature_names_in_) == list(df.columns)
+    out = again.transform(df)
+    assert list(out.index) == [10, 11, 12, 13]
+    np.testing.assert_allclose(out.to_numpy(), images.reshape(4, -1))
+    # plain flat rows with image_shape; flat in gives flat out
+    flat = X.reshape(4, -1)
+    norm = MaxNormalizer(image_shape=(6, 6, 2)).fit(flat)
+    np.testing.assert_array_equal(norm.transform(flat), images.reshape(4, -1))
+    np.testing.assert_array_equal(norm.transform(X), images)  # images stay images
+    ratio = ChannelRatio(image_shape=(6, 6, 2)).fit(flat)
+    np.testing.assert_array_equal(ratio.transform(flat),
+                                  ChannelRatio().fit_transform(X).reshape(4, -1))
+    # a model fitted on images reads flat rows of that shape
+    assert MaxNormalizer().fit(X).transform(flat).shape == (4, 72)
+
+
+def test_flat_input_errors():
+    X = _crops(n=3, size=6)
+    with pytest.raises(ValueError, match="set image_shape"):
+        MaxNormalizer().fit(X.reshape(3, -1))
+    with pytest.raises(ValueError, match="set image_shape"):  # unknown column names
+        IntensityStretch().fit(pd.DataFrame(X.reshape(3, -1)))
+    with pytest.raises(ValueError, match="36 pixels per row but images of shape"):
+        MaxNormalizer(image_shape=(5, 5)).fit(X.reshape(3, -1))
+    with pytest.raises(ValueError, match="image_shape must be"):
+        MaxNormalizer(image_shape=(4,)).fit(X)
+    with pytest.raises(ValueError, match=r"but image_shape is \(5, 5\)"):
+        MaxNormalizer(image_shape=(5, 5)).fit(X)
+    with pytest.raises(ValueError, match="25 pixels per row"):
+        MaxNormalizer().fit(X).transform(np.ones((2, 25)))
+    with pytest.raises(ValueError, match="shape"):
+        ChannelRatio(image_shape=(6, 6)).fit(X.reshape(3, -1))  # needs channels
+    pandas_norm = MaxNormalizer().set_output(transform="pandas").fit(X)
+    with pytest.raises(ValueError, match="transforms images of that shape only"):
+        pandas_norm.transform(_crops(n=2, size=8))
+    with pytest.raises(ValueError, match="input_features has 3 names"):
+        pandas_norm.get_feature_names_out(["a", "b", "c"])
+    with pytest.raises(NotFittedError):
+        MaxNormalizer().get_feature_names_out()
+
+
+def test_pandas_pipeline_ends_in_cellfate_aae():
+    from ai4cellfate import CellFateAAE
+    from ai4cellfate.datasets import make_nuclei
+
+    X, y = make_nuclei(48, image_size=12, random_state=0)
+    pipe = Pipeline([
+        ("max", MaxNormalizer()),
+        ("stretch", IntensityStretch()),
+        ("aae", CellFateAAE(image_shape=(12, 12), stage1_epochs=1, min_epochs=1,
+                            max_epochs=1, batch_size=16, random_state=0)),
+    ]).set_output(transform="pandas")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # short training: latent-space warnings
+        pipe.fit(X, y)
+    pixels = pipe[:-1].transform(X)
+    assert isinstance(pixels, pd.DataFrame) and pixels.shape == (48, 144)
+    Z = pipe.transform(X)
+    assert isinstance(Z, pd.DataFrame) and list(Z.columns) == ["z0", "z1"]
+    images = Pipeline([(n, clone(s)) for n, s in pipe.steps[:-1]]).fit_transform(X)
+    np.testing.assert_allclose(Z.to_numpy(), pipe[-1].transform(images), rtol=1e-6)
+    assert pipe.predict(X).shape == (48,) and pipe.predict_proba(X).shape == (48, 2)
+    assert list(pipe.get_feature_names_out()) == ["z0", "z1"]

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from .._logging import progress
 from ._fate import FateDataset
 from ._frames import FrameSequence, _Movie, _warn, open_movie
 from ._lineage import UNKNOWN, cell_table, check_columns, check_lineage, fate_labels
@@ -442,30 +443,26 @@ def _nearest_label(labels, r, c, radius):
 
 
 def _otsu_threshold(values):
-    """Otsu's threshold of a 1-D sample, exact (no histogram binning)."""
-    v = np.sort(values, kind="stable")
-    n = v.size
-    cs = np.cumsum(v, dtype=np.float64)
-    k = np.arange(1, n)
-    # splits between distinct values only
-    ok = v[1:] > v[:-1]
-    if not ok.any():
+    """Otsu's threshold of a 1-D sample, exact (no histogram binning).
+
+    ``skimage.filters.threshold_otsu`` on the histogram of the distinct values
+    (one bin per value, so no binning), returned as the midpoint between the
+    two values it separates. With its default 256 bins the threshold of these
+    smoothed crops drops by about 8% and lets the blurred rim into the mask.
+    """
+    from skimage.filters import threshold_otsu
+
+    u, counts = np.unique(values, return_counts=True)
+    if u.size < 2:
         return None
-    k = k[ok]
-    m0 = cs[k - 1] / k
-    m1 = (cs[-1] - cs[k - 1]) / (n - k)
-    between = k * (n - k) * (m0 - m1) ** 2
-    j = k[np.argmax(between)]
-    return (v[j - 1] + v[j]) / 2.0
+    t = threshold_otsu(hist=(counts, u))
+    i = min(int(np.searchsorted(u, t)), u.size - 2)
+    return (u[i] + u[i + 1]) / 2.0
 
 
 def _fill_holes(mask):
     """Fill the holes of a binary mask (background not connected to the edge)."""
-    bg, n = ndimage.label(~mask)
-    if n <= 1:
-        return mask
-    edge = np.unique(np.concatenate([bg[0], bg[-1], bg[:, 0], bg[:, -1]]))
-    return mask | ((bg > 0) & ~np.isin(bg, edge))
+    return ndimage.binary_fill_holes(mask)
 
 
 def _otsu_labels(context, inner):
@@ -841,7 +838,7 @@ def make_fate_dataset(
     pos_by_frame = trk.groupby("t").indices
     t_track = trk["track_id"].to_numpy()
     t_yx = trk[["y", "x"]].to_numpy()
-    for t in sorted(by_frame):
+    for t in progress(sorted(by_frame), desc="prepare: cropping", unit="frames"):
         idx = by_frame[t]
         frame = mv.get(t)
         if mv.n_channels is None:
