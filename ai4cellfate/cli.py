@@ -11,7 +11,8 @@ writing Python::
 
 Conventions: results go to stdout, progress, warnings and errors to stderr.
 Exit status 0 on success, 2 on bad usage, 1 on errors (a one-line
-``ai4cellfate: error: ...``; ``--debug`` shows the traceback instead). No
+``ai4cellfate: error: ...``; ``--debug`` shows the traceback instead, and the
+backends' own log output, hidden otherwise). No
 existing output is replaced without ``--overwrite``, and every output is
 written to a temporary name beside it and renamed when complete, so a failed
 run leaves nothing half-written.
@@ -51,7 +52,7 @@ HISTORY_FORMAT = "ai4cellfate-history"
 HISTORY_SUFFIX = ".history.json"
 
 #: Demo settings: synthetic nuclei, cells held out for the report, and the
-#: training parameters (the full demo takes about two minutes on 2 CPU cores).
+#: training parameters (the full demo takes about 70 s on 2 CPU cores).
 #: Augmentation is off: the synthetic nuclei are plentiful, and the 8 flipped
 #: and rotated copies would make every epoch 8 times longer.
 DEMO = {
@@ -1079,7 +1080,7 @@ def cmd_demo(args):
     _out(f"[1/3] generated {n} synthetic nuclei (fate 1 = larger and brighter)")
     _out(f"[2/3] training on backend {backend}"
          + (" (--quick: a few epochs, for testing)" if args.quick else
-            " (about two minutes on 2 CPU cores)"))
+            " (about 70 s on 2 CPU cores)"))
     start = time.perf_counter()
     with _staged_output(out, names, overwrite=args.overwrite) as tmp:
         data.save(tmp / "nuclei.npz")
@@ -1122,7 +1123,7 @@ From a tracked movie to a report:
   ai4cellfate fit data.npz -o model.keras
   ai4cellfate report model.keras data.npz -o report/
 
-Or try everything on synthetic nuclei (about two minutes on a laptop):
+Or try everything on synthetic nuclei (about 70 s on a 2-core CPU):
   ai4cellfate demo -o demo/
 """
 
@@ -1203,7 +1204,7 @@ held out by 'fit' are evaluated (--subset auto).
     "demo": """\
 examples:
   ai4cellfate demo                  # writes ./ai4cellfate-demo/
-  ai4cellfate demo -o demo/ --quick # a few epochs only (for tests, ~20 s)
+  ai4cellfate demo -o demo/ --quick # a few epochs only (for tests, under a minute)
   ai4cellfate --backend jax demo -o demo-jax/
 
 Generates synthetic nuclei (fate 1 larger and brighter), fits a model on 75%
@@ -1230,7 +1231,8 @@ def build_parser():
     g.add_argument("--backend", choices=BACKENDS, default=argparse.SUPPRESS,
                    help=_BACKEND_HELP)
     g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help="show the full traceback on errors")
+                   help="show the full traceback on errors, debug messages and the "
+                   "backends' own log output (TensorFlow / XLA start-up lines)")
 
     parser = argparse.ArgumentParser(
         prog=PROG, description=_DESCRIPTION, formatter_class=_formatter,
@@ -1371,7 +1373,7 @@ def build_parser():
     p.add_argument("-o", "--output", default="ai4cellfate-demo", metavar="DIR",
                    help="output folder (default: ./ai4cellfate-demo)")
     p.add_argument("--quick", action="store_true",
-                   help="tiny training (seconds), for testing the installation")
+                   help="tiny training (under a minute), for testing the installation")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true",

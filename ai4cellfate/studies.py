@@ -33,6 +33,7 @@ are in :mod:`ai4cellfate.plotting` (``plot_model_comparison``,
 from __future__ import annotations
 
 import itertools
+import logging
 import numbers
 
 import numpy as np
@@ -45,6 +46,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from . import metrics as _metrics
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "ABLATIONS",
@@ -348,10 +351,24 @@ def _inner_split(y, groups, seed):
 
 
 def _run(function, tasks, n_jobs):
+    """Run the (fold, seed, setting) tasks; log progress to ``ai4cellfate.studies``.
+
+    One INFO line after the first task and then every 10 s or so (see
+    :func:`ai4cellfate._logging.progress`), named after the calling study.
+    """
+    import sys
+
+    from ._logging import progress
+
+    tasks = list(tasks)
+    study = sys._getframe(1).f_code.co_name  # the public study that called us
     if n_jobs is None or n_jobs == 1:
-        results = [function(**task) for task in tasks]
+        results = (function(**task) for task in tasks)
     else:
-        results = Parallel(n_jobs=n_jobs)(delayed(function)(**task) for task in tasks)
+        results = Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(function)(**task) for task in tasks)
+    results = list(progress(results, total=len(tasks), desc=study, log=_log,
+                            unit="tasks"))
     return [row for rows in results for row in rows]
 
 
@@ -719,7 +736,9 @@ def ablation(
     -----
     A loss weight of 0 also applies to the first training stage, where
     CellFateAAE weights reconstruction by ``5 * lambda_adv``: with
-    ``lambda_adv = 0`` the first stage does not train the autoencoder.
+    ``lambda_recon = 0`` neither stage trains reconstruction; with
+    ``lambda_adv = 0`` the first stage trains reconstruction alone, weighted
+    by ``lambda_recon``.
 
     Examples
     --------

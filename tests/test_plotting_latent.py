@@ -25,6 +25,7 @@ from ai4cellfate.plotting import (  # noqa: E402
     plot_latent_space,
     plot_latent_traversal,
     plot_losses,
+    plot_roc_curve,
     plot_stopping_criteria,
     plot_training_curves,
     plot_traversal_grid,
@@ -331,6 +332,26 @@ def test_training_curves_from_model_draws_thresholds_and_stage():
     assert "all criteria met" in crit_labels
 
 
+def test_stage_labels_sit_above_the_curves():
+    """The stage 1 / stage 2 labels are outside the data area (no curve can cover
+    them) and below the title."""
+    fig = plot_training_curves(FakeAAE())
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        labels = [t for t in ax.texts if t.get_gid() == "stage-label"]
+        assert [t.get_text().strip() for t in labels] == ["stage 1 \u2190", "\u2192 stage 2"]
+        top = ax.get_window_extent(renderer).y1
+        title = ax.title.get_window_extent(renderer)
+        for t in labels:
+            box = t.get_window_extent(renderer)
+            assert box.y0 >= top - 1, "stage label inside the data area"
+            assert box.y1 <= title.y0 + 1, "stage label overlaps the title"
+        ticks = ax.get_xticks()
+        assert np.allclose(ticks, np.round(ticks))  # whole epochs only
+    plt.close(fig)
+
+
 def test_training_curves_from_dataframe_into_axes():
     history = make_history()
     fig0, axes = plt.subplots(1, 2)
@@ -365,6 +386,24 @@ def test_losses_and_criteria_single_panels():
 # --------------------------------------------------------------------------
 # Confusion matrix
 # --------------------------------------------------------------------------
+
+
+def test_roc_curve_figure():
+    y = np.array([0, 0, 0, 1, 1, 1, 2])  # fate 1 against the rest
+    good = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9, 0.2])
+    fig = plot_roc_curve(y, {"model": good, "baseline": 1 - good})
+    _png(fig)
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts == ["model (AUC 1.00)", "baseline (AUC 0.00)", "chance (AUC 0.5)"]
+    assert "fate 1" in ax.get_title() and "recall of fate 1" in ax.get_ylabel()
+    fig0, ax0 = plt.subplots()
+    assert plot_roc_curve(y, good, ax=ax0) is fig0
+    with pytest.raises(ValueError, match="both"):
+        plot_roc_curve(np.ones(4), np.ones(4))
+    with pytest.raises(ValueError, match="shape"):
+        plot_roc_curve(y, {"m": good[:3]})
+    plt.close("all")
 
 
 def test_confusion_matrix_figure():

@@ -13,11 +13,17 @@ prints. The screenshot is taken of the original page.
 Usage::
 
     python tools/check_report_html.py REPORT_DIR_OR_INDEX_HTML [--screenshot PNG]
-        [--min-images N] [--chromium PATH]
+        [--min-images N] [--expect TEXT ...] [--chromium PATH]
 
-Exit status: 0 when the page has at least ``--min-images`` images and all of
-them loaded, 1 when not (each failure is listed), 2 on bad usage or when no
-Chromium can be run.
+For an ai4cellfate report::
+
+    python tools/check_report_html.py demo/ --min-images 5 \
+        --expect "What was predicted" --expect "How good it is" \
+        --expect "What each latent feature means"
+
+Exit status: 0 when the page has at least ``--min-images`` images, all of
+them loaded and every ``--expect`` text is on the rendered page, 1 when not
+(each failure is listed), 2 on bad usage or when no Chromium can be run.
 """
 
 from __future__ import annotations
@@ -78,6 +84,14 @@ def _chromium(exe, args, profile, timeout):
 def image_sizes(exe, page, timeout=120):
     """Natural sizes of every image of ``page`` as rendered by Chromium.
 
+    See :func:`render`, which also returns the rendered page's text.
+    """
+    return render(exe, page, timeout)[0]
+
+
+def render(exe, page, timeout=120):
+    """Render ``page`` in Chromium: the natural size of every image, and the page text.
+
     Parameters
     ----------
     exe : str
@@ -89,8 +103,10 @@ def image_sizes(exe, page, timeout=120):
 
     Returns
     -------
-    list of dict
+    images : list of dict
         ``src``, ``complete``, ``width``, ``height`` per ``<img>``, in order.
+    text : str
+        The rendered DOM without tags (entities decoded, blanks collapsed).
     """
     with tempfile.TemporaryDirectory(prefix="check-report-") as tmp:
         copy = Path(tmp) / "page"
@@ -112,7 +128,10 @@ def image_sizes(exe, page, timeout=120):
             f"Chromium did not report the images (exit {res.returncode}); "
             + " | ".join(tail)
         )
-    return json.loads(html.unescape(m.group(1)))
+    dom = res.stdout[:m.start()] + res.stdout[m.end():]
+    dom = re.sub(r"<(script|style)\b.*?</\1\s*>", " ", dom, flags=re.S | re.I)
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", dom)).split())
+    return json.loads(html.unescape(m.group(1))), text
 
 
 def png_size(path):
@@ -127,7 +146,7 @@ def png_size(path):
     return struct.unpack(">II", head[16:24])
 
 
-def screenshot(exe, page, out, *, width=1280, height=3200, timeout=120):
+def screenshot(exe, page, out, *, width=1280, height=4800, timeout=120):
     """Screenshot of ``page`` into ``out`` (PNG); returns its (width, height) or None."""
     out = Path(out).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -148,6 +167,9 @@ def main(argv=None):
                         "REPORT-screenshot.png beside the report folder)")
     parser.add_argument("--min-images", type=int, default=1, metavar="N",
                         help="fail when the page has fewer images (default: 1)")
+    parser.add_argument("--expect", action="append", default=[], metavar="TEXT",
+                        help="fail unless the rendered page contains TEXT (repeatable), "
+                        "e.g. --expect 'What was predicted'")
     parser.add_argument("--chromium", metavar="PATH",
                         help="Chromium executable (default: $CHROMIUM, then chromium, "
                         "chromium-browser, google-chrome on PATH)")
@@ -171,7 +193,7 @@ def main(argv=None):
         page.parent.parent / f"{page.parent.name}-screenshot.png")
 
     try:
-        images = image_sizes(exe, page, timeout=args.timeout)
+        images, text = render(exe, page, timeout=args.timeout)
         size = screenshot(exe, page, shot, timeout=args.timeout)
     except (RuntimeError, OSError, subprocess.TimeoutExpired, ValueError) as exc:
         print(f"check_report_html: error: {exc}", file=sys.stderr)
@@ -184,6 +206,11 @@ def main(argv=None):
               f"{img.get('width')} x {img.get('height')} px")
         if not ok:
             failures.append(f"image {img.get('src')!r} did not load")
+    for expected in args.expect:
+        found = " ".join(expected.split()) in text
+        print(f"{'ok  ' if found else 'FAIL'} text {expected!r}")
+        if not found:
+            failures.append(f"the rendered page does not contain {expected!r}")
     if len(images) < args.min_images:
         failures.append(f"the page has {len(images)} images, expected at least "
                         f"{args.min_images}")

@@ -10,6 +10,11 @@ Reads ``DEMO_DIR/model.keras`` and ``DEMO_DIR/nuclei.npz`` (synthetic nuclei
 made by the demo), plots the held-out cells' latent space with the class
 centroids and the classifier's decision boundary, and the nuclei decoded on a
 grid over the two latent dimensions.
+
+Which latent feature ends up as the fate axis (and its sign) depends on the
+backend and the seed, so the README caption does not name one. This script
+prints the reading of each feature (as in the report) so that a caption that
+does can be checked against the figure it describes.
 """
 
 import argparse
@@ -50,6 +55,13 @@ def main(argv=None):
     fig.tight_layout()
     fig.savefig(args.output, dpi=110)
     print(f"wrote {args.output}")
+
+    # Which feature is which, in this figure (the words of the report).
+    from ai4cellfate.report import _latent_features
+
+    Z = model.transform(held_out.X)
+    for row in _latent_features(model, held_out.X, Z, held_out.y, 1, None):
+        print(row["reading"])
     return 0
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "plot_stopping_criteria",
     "plot_training_curves",
     "plot_confusion_matrix",
+    "plot_roc_curve",
 ]
 
 # Okabe & Ito (2008), "Color Universal Design".
@@ -740,20 +741,36 @@ def _history_and_thresholds(history, thresholds):
     return history, thresholds
 
 
+#: Title padding (points) that leaves room for the stage labels above a panel.
+_STAGE_TITLE_PAD = 16
+
+
 def _mark_stages(ax, history):
+    """Mark the stage 1 / stage 2 boundary; returns whether it was drawn.
+
+    The line runs through the panel; its labels sit just above the panel's
+    top edge, outside the data area, where no curve can cover them (callers
+    pad the title by ``_STAGE_TITLE_PAD``).
+    """
     if "stage" not in history.columns:
-        return
+        return False
     stage2 = history.loc[history["stage"] == 2, "epoch"]
     stage1 = history.loc[history["stage"] == 1, "epoch"]
     if len(stage2) == 0 or len(stage1) == 0:
-        return
+        return False
     x = (stage1.max() + stage2.min()) / 2
     ax.axvline(x, color="0.35", linestyle=":", linewidth=1.2, zorder=0)
     trans = ax.get_xaxis_transform()
-    ax.text(x, 0.02, "stage 1 \u2190 ", ha="right", va="bottom", transform=trans,
-            fontsize="x-small", color="0.3")
-    ax.text(x, 0.02, " \u2192 stage 2", ha="left", va="bottom", transform=trans,
-            fontsize="x-small", color="0.3")
+    for text, ha in (("stage 1 \u2190 ", "right"), (" \u2192 stage 2", "left")):
+        ax.text(x, 1.01, text, ha=ha, va="bottom", transform=trans, clip_on=False,
+                fontsize="x-small", color="0.3", gid="stage-label")
+    return True
+
+
+def _integer_epochs(ax):
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def plot_losses(history, *, yscale="auto", ax=None):
@@ -808,10 +825,11 @@ def plot_losses(history, *, yscale="auto", ax=None):
         ax.set_yscale("symlog", linthresh=float(nz.min()) if nz.size else 1.0)
     else:
         ax.set_yscale(yscale)
-    _mark_stages(ax, history)
+    staged = _mark_stages(ax, history)
+    _integer_epochs(ax)
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (weighted total and terms, a.u.)")
-    ax.set_title("Training losses")
+    ax.set_title("Training losses", pad=_STAGE_TITLE_PAD if staged else None)
     ax.legend(fontsize="small", ncols=3, loc="upper center",
               bbox_to_anchor=(0.5, -0.16))
     return fig
@@ -907,10 +925,11 @@ def plot_stopping_criteria(history, *, thresholds=None, yscale="auto", ax=None):
     if yscale == "auto":
         yscale = "log" if vals.size and vals.max() > 3 and np.all(vals > 0) else "linear"
     ax.set_yscale(yscale)
-    _mark_stages(ax, history)
+    staged = _mark_stages(ax, history)
+    _integer_epochs(ax)
     ax.set_xlabel("epoch")
     ax.set_ylabel("criterion value\n(KL in nats, distance in prior s.d.)")
-    ax.set_title("Stopping criteria (stage 2)")
+    ax.set_title("Stopping criteria (stage 2)", pad=_STAGE_TITLE_PAD if staged else None)
     if drawn:
         ax.legend(fontsize="small", ncols=2, loc="upper center",
                   bbox_to_anchor=(0.5, -0.16))
@@ -1027,4 +1046,69 @@ def plot_confusion_matrix(
         f"balanced accuracy {report['balanced_accuracy']:.2f}\nprecision: {prec}",
         fontsize="medium",
     )
+    return fig
+
+
+def plot_roc_curve(y_true, scores, *, pos_label=None, ax=None):
+    """ROC curves of one or more classifiers, with their AUC.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True fates. With more than two fates, ``pos_label`` against the rest.
+    scores : array-like of shape (n_samples,) or dict of str to array-like
+        Score of ``pos_label`` for every sample (a probability), or one such
+        array per classifier, keyed by the name shown in the legend.
+    pos_label : label, default=None
+        The positive fate; 1 when present in ``y_true``, else the largest
+        label.
+    ax : matplotlib Axes, default=None
+        Where to draw; a new figure when None.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> fig = plot_roc_curve([0, 0, 1, 1], {"model": [0.1, 0.4, 0.35, 0.8]})
+    >>> fig.axes[0].get_legend().get_texts()[0].get_text()
+    'model (AUC 0.75)'
+    """
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    y = np.asarray(y_true)
+    if y.ndim != 1:
+        raise ValueError(f"y_true must be 1-D, got shape {y.shape}.")
+    labels = np.unique(y)
+    if pos_label is None:
+        pos_label = 1 if 1 in labels.tolist() else labels[-1]
+    if not isinstance(scores, dict):
+        scores = {"classifier": scores}
+    positive = y == pos_label
+    if positive.all() or not positive.any():
+        raise ValueError("y_true must hold both the positive fate and another one.")
+    fig, (ax,) = _new_axes(ax, panel_size=(4.6, 4.2))
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle=":", linewidth=1.0, label="chance (AUC 0.5)")
+    for k, (name, s) in enumerate(scores.items()):
+        s = np.asarray(s, dtype=float)
+        if s.shape != y.shape:
+            raise ValueError(f"scores[{name!r}] must have shape {y.shape}, got {s.shape}.")
+        fpr, tpr, _ = roc_curve(positive, s)
+        auc = roc_auc_score(positive, s)
+        ax.plot(fpr, tpr, color=_SERIES_COLORS[k % len(_SERIES_COLORS)],
+                linestyle=_LINESTYLES[k % len(_LINESTYLES)], linewidth=1.8,
+                label=f"{name} (AUC {auc:.2f})")
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_aspect("equal")
+    name = fate_label(pos_label)
+    others = "the other fates" if len(labels) > 2 else "the other fate"
+    ax.set_xlabel(f"false positive rate (1 - recall of {others})")
+    ax.set_ylabel(f"true positive rate (recall of {name})")
+    ax.set_title(f"ROC curve, positive: {name}", fontsize="medium")
+    handles, texts = ax.get_legend_handles_labels()
+    # classifiers first, chance last
+    ax.legend(handles[1:] + handles[:1], texts[1:] + texts[:1], fontsize="small",
+              loc="lower right")
     return fig
