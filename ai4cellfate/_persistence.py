@@ -212,7 +212,9 @@ def metadata(est):
     """The ``ai4cellfate.json`` record of a fitted estimator."""
     import keras
 
-    params = est.get_params()
+    # The parameters the model was fitted with (set_params after fit does not
+    # change what the file says about how it was trained).
+    params = dict(getattr(est, "_fit_params", None) or est.get_params())
     if not (params["random_state"] is None or isinstance(params["random_state"], int)):
         params["random_state"] = None
     if params["image_shape"] is not None:
@@ -232,6 +234,7 @@ def metadata(est):
         "layout": est._layout,
         "n_epochs": int(est.n_epochs_),
         "stop_reason": est.stop_reason_,
+        "best_epoch": getattr(est, "best_epoch_", None),
         "history": json.loads(est.history_.to_json(orient="split")),
     }
 
@@ -592,6 +595,9 @@ def load(path):
     est._layout = meta["layout"]
     est.n_epochs_ = meta["n_epochs"]
     est.stop_reason_ = meta["stop_reason"]
+    best = meta.get("best_epoch")  # absent from files of ai4cellfate 0.1
+    est.best_epoch_ = best if isinstance(best, int) and not isinstance(best, bool) else None
+    est.resumed_from_epoch_ = None
     hist = meta["history"]
     est.history_ = pd.DataFrame(hist["data"], columns=hist["columns"])
     if "criteria_met" in est.history_:

@@ -29,12 +29,8 @@ from ._validation import (check_images, check_int, check_labels, check_number,
 
 __all__ = ["CellFateAAE", "LatentWarning", "load"]
 
-_PREDICT_BATCH = 1024
-#: Off-diagonal latent correlation above which ``fit`` warns (the preprint's
-#: engineered latent reaches 0.06).
-MAX_LATENT_CORRELATION = 0.5
 _FITTED = ("classes_", "image_shape_", "n_features_in_", "_layout", "model_", "history_",
-           "n_epochs_", "stop_reason_", "best_epoch_", "resumed_from_epoch_")
+           "n_epochs_", "stop_reason_", "best_epoch_", "resumed_from_epoch_", "_fit_params")
 
 
 class LatentWarning(UserWarning):
@@ -44,18 +40,21 @@ class LatentWarning(UserWarning):
 
 def _keras():
     """Import Keras; an interrupted first import leaves nothing half-imported."""
-    if "keras" in sys.modules and hasattr(sys.modules["keras"], "Model"):
-        return sys.modules["keras"]
-    before = set(sys.modules)
-    try:
-        import keras
-    except BaseException:
-        # Ctrl-C during the import: drop the partly imported modules so the
-        # next call imports Keras afresh instead of finding a broken module.
-        for name in set(sys.modules) - before:
-            if name == "keras" or name.startswith(("keras.", "ai4cellfate.training")):
-                sys.modules.pop(name, None)
-        raise
+    keras = sys.modules.get("keras")
+    if keras is None or not hasattr(keras, "Model"):
+        before = set(sys.modules)
+        try:
+            import keras
+        except BaseException:
+            # Ctrl-C during the import: drop the partly imported modules so the
+            # next call imports Keras afresh instead of finding a broken module.
+            for name in set(sys.modules) - before:
+                if name == "keras" or name.startswith(("keras.", "ai4cellfate.training")):
+                    sys.modules.pop(name, None)
+            raise
+    from ._logging import keep_tensorflow_unimported
+
+    keep_tensorflow_unimported()  # Keras' saving would import TensorFlow
     return keras
 
 
@@ -68,30 +67,6 @@ def _softmax(a):
     a = a - a.max(axis=1, keepdims=True)
     e = np.exp(a)
     return e / e.sum(axis=1, keepdims=True)
-
-
-def _in_search():
-    """True inside scikit-learn's model selection, our studies or a joblib worker."""
-    import multiprocessing
-
-    if multiprocessing.current_process().name != "MainProcess":
-        return True
-    frame = sys._getframe(1)
-    while frame is not None:
-        mod = frame.f_globals.get("__name__", "")
-        if mod.startswith(("sklearn.model_selection", "ai4cellfate.studies", "joblib")):
-            return True
-        frame = frame.f_back
-    return False
-
-
-def _interactive():
-    if "ipykernel" in sys.modules or hasattr(sys, "ps1"):
-        return True
-    try:
-        return sys.stdout.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
@@ -405,9 +380,9 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         return images
 
     def _resolve_verbose(self):
-        if self.verbose == "auto":
-            return 1 if _interactive() and not _in_search() else 0
-        return int(self.verbose)
+        from .training.loop import resolve_verbose
+
+        return resolve_verbose(self.verbose)
 
     # --------------------------------------------------------------------- fit
     def fit(self, X, y, groups=None, *, resume=False):
@@ -454,12 +429,15 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         -----
         LatentWarning
             The latent collapsed, its features are correlated beyond
-            ``MAX_LATENT_CORRELATION``, or its KL divergence exceeds ``max_kl``.
+            ``ai4cellfate._diagnostics.MAX_LATENT_CORRELATION`` (|r| > 0.5), or
+            its KL divergence exceeds ``max_kl`` (see
+            :func:`ai4cellfate._diagnostics.latent_warnings`).
         """
         state = self._fit_state(X, y, groups, resume)
         for name in _FITTED:  # commit: the new model replaces the old one whole
             self.__dict__.pop(name, None)
         self.__dict__.update(state)
+        self._fit_params = self.get_params(deep=False)  # what save() records
         self._warn_latent(state.pop("_z_train"), self.max_kl)
         self.__dict__.pop("_z_train", None)
         if self.stop_reason_ == "non-finite loss":
@@ -538,10 +516,13 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                                  p["min_precision"], self.criterion_precision,
                                  bool(self.restore_best_weights))
         verbose = self._resolve_verbose()
-        result = loop.train_two_stage(
-            model, (X_tr, y_tr), (X_fit, y_fit, X_val, y_val), schedule, rule, seed=seed,
-            encode=lambda A: _predict_net(model.encoder, A), checkpoint=ckpt,
-            verbose=verbose, keras_verbose=1 if verbose == 2 else 0)
+        from .training.model import backend_module
+
+        with backend_module().cpu_threads():
+            result = loop.train_two_stage(
+                model, (X_tr, y_tr), (X_fit, y_fit, X_val, y_val), schedule, rule, seed=seed,
+                encode=lambda A: _predict_net(model.encoder, A), checkpoint=ckpt,
+                verbose=verbose, keras_verbose=1 if verbose == 2 else 0)
         # The latent classifier sees all of the user's training data.
         Z = _predict_net(model.encoder, images)
         if not np.all(np.isfinite(Z)):
@@ -603,30 +584,10 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     @staticmethod
     def _warn_latent(Z, max_kl):
-        from .metrics import kl_divergence_to_normal
+        from ._diagnostics import latent_warnings
 
-        std = Z.std(axis=0)
-        if np.any(std < 1e-6):
-            warnings.warn(
-                f"The latent space collapsed: latent feature(s) "
-                f"{np.flatnonzero(std < 1e-6).tolist()} are constant over the training data, "
-                "so they carry no information. Check the data (are the crops informative?) "
-                "or the loss weights.", LatentWarning, stacklevel=3)
-            return
-        if Z.shape[1] > 1:
-            corr = np.abs(np.corrcoef(Z, rowvar=False))[np.triu_indices(Z.shape[1], 1)].max()
-            if corr > MAX_LATENT_CORRELATION:
-                warnings.warn(
-                    f"Latent features are correlated (largest |r| = {corr:.2f} > "
-                    f"{MAX_LATENT_CORRELATION}): they encode overlapping image properties, so "
-                    "read traversals of one feature as changing the others too.",
-                    LatentWarning, stacklevel=3)
-        kl = float(np.max(kl_divergence_to_normal(Z)))
-        if kl > max_kl:
-            warnings.warn(
-                f"The latent space is far from N(0, 1) (largest KL divergence {kl:.2f} > "
-                f"max_kl={max_kl}): decoding grids over [-2, 2] may leave the region the data "
-                "occupy.", LatentWarning, stacklevel=3)
+        for message in latent_warnings(Z, max_kl):
+            warnings.warn(message, LatentWarning, stacklevel=3)
 
     # --------------------------------------------------------------- inference
     def _encode(self, images):
@@ -878,14 +839,9 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
 
 
 def _predict_net(net, A):
-    """Run ``net`` in fixed-size batches (one compiled shape per size class)."""
-    n = len(A)
-    batch = min(_PREDICT_BATCH, 1 << max(0, (n - 1).bit_length()))
-    pad = (-n) % batch
-    if pad:
-        A = np.concatenate([A, np.zeros((pad,) + A.shape[1:], A.dtype)])
-    out = net.predict(A, batch_size=batch, verbose=0)
-    return np.asarray(out[:n])
+    from .training.inference import predict
+
+    return predict(net, A)
 
 
 def _check_informative(images):

@@ -9,8 +9,11 @@ One optimizer updates both parameter groups: Adam is per-parameter, so this is
 the same update as one Adam for each group.
 """
 
+import contextlib
+
 import jax
 import keras
+import numpy as np
 
 
 def _run(model, fn, trainable_values, non_trainable_values):
@@ -79,3 +82,27 @@ def train_step(model, state, data):
         new_metrics_vars += list(mv)
         start += n
     return logs, (trainable, non_trainable, optimizer_vars, new_metrics_vars)
+
+
+def predict_function(net):
+    """``f(x) -> ndarray``: ``net`` in inference mode as one jitted call.
+
+    The current weights are passed on every call (so the function follows
+    training), and XLA compiles once per batch shape.
+    """
+
+    @jax.jit
+    def run(trainable, non_trainable, x):
+        out, _ = net.stateless_call(trainable, non_trainable, x, training=False)
+        return out
+
+    def predict(x):
+        return np.asarray(run([v.value for v in net.trainable_variables],
+                              [v.value for v in net.non_trainable_variables], x))
+
+    return predict
+
+
+def cpu_threads():
+    """No thread setting to scope on JAX (XLA sizes its own pool)."""
+    return contextlib.nullcontext()

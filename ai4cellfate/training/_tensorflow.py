@@ -1,5 +1,7 @@
 """Train step for the TensorFlow backend."""
 
+import contextlib
+
 import tensorflow as tf
 
 
@@ -23,3 +25,19 @@ def train_step(model, data):
         tracker.update_state(terms[name])
         logs[name] = tracker.result()
     return logs
+
+
+def predict_function(net):
+    """``f(x) -> ndarray``: ``net`` in inference mode as one ``tf.function``
+    (traced once per batch shape)."""
+    run = tf.function(lambda x: net(x, training=False), reduce_retracing=True)
+
+    def predict(x):
+        return run(tf.convert_to_tensor(x)).numpy()
+
+    return predict
+
+
+def cpu_threads():
+    """No thread setting to scope on TensorFlow (its pools are fixed at start)."""
+    return contextlib.nullcontext()

@@ -48,6 +48,7 @@ __all__ = [
     "Checkpoint",
     "TrainingResult",
     "open_checkpoint",
+    "resolve_verbose",
     "seed_everything",
     "stage1_weights",
     "train_two_stage",
@@ -472,6 +473,39 @@ def _restore(model, state, path, rows, criteria, best):
         best.update(epoch=int(meta["best"]["epoch"]), score=float(meta["best"]["score"]),
                     weights=list(state["best_values"]))
     return int(meta["epochs_done"])
+
+
+def _in_search():
+    """True inside scikit-learn's model selection, our studies or a joblib worker."""
+    import multiprocessing
+
+    if multiprocessing.current_process().name != "MainProcess":
+        return True
+    frame = sys._getframe(1)
+    while frame is not None:
+        mod = frame.f_globals.get("__name__", "")
+        if mod.startswith(("sklearn.model_selection", "ai4cellfate.studies", "joblib")):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _interactive():
+    if "ipykernel" in sys.modules or hasattr(sys, "ps1"):
+        return True
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def resolve_verbose(verbose):
+    """``verbose="auto"``: 1 (a line per epoch) in an interactive session, 0 in
+    scripts without a terminal and inside model selection, our studies and
+    parallel workers; other values are returned as ints."""
+    if verbose == "auto":
+        return 1 if _interactive() and not _in_search() else 0
+    return int(verbose)
 
 
 class _Progress:

@@ -28,7 +28,9 @@ LOSS_NAMES = ("loss", "recon_loss", "adv_loss", "contra_loss", "cov_loss", "disc
 _LAMBDAS = ("lambda_recon", "lambda_adv", "lambda_contra", "lambda_cov")
 
 
-def _backend_step():
+def backend_module():
+    """The module of the running Keras backend (``_jax``, ``_tensorflow`` or
+    ``_torch``): ``train_step``, ``predict_function`` and ``cpu_threads``."""
     name = keras.backend.backend()
     module = {"jax": "_jax", "tensorflow": "_tensorflow", "torch": "_torch"}.get(name)
     if module is None:
@@ -36,7 +38,11 @@ def _backend_step():
             f"ai4cellfate supports the jax, tensorflow and torch Keras backends; "
             f"KERAS_BACKEND is {name!r}."
         )
-    return importlib.import_module(f".{module}", __package__).train_step
+    return importlib.import_module(f".{module}", __package__)
+
+
+def _backend_step():
+    return backend_module().train_step
 
 
 @keras.saving.register_keras_serializable(package="ai4cellfate")
