@@ -478,9 +478,9 @@ def _check_param_values(estimator):
 
 
 def _progress_level(args):
-    if getattr(args, "quiet", False):
-        return 0
-    return 1 if sys.stderr.isatty() else 2
+    # One line per epoch (stage, epoch of total, losses, criteria, time left),
+    # in a terminal and in log files alike.
+    return 0 if getattr(args, "quiet", False) else 1
 
 
 def _split_indices(data, test_size, seed):

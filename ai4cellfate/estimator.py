@@ -522,7 +522,9 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             result = loop.train_two_stage(
                 model, (X_tr, y_tr), (X_fit, y_fit, X_val, y_val), schedule, rule, seed=seed,
                 encode=lambda A: _predict_net(model.encoder, A), checkpoint=ckpt,
-                verbose=verbose, keras_verbose=1 if verbose == 2 else 0)
+                verbose=verbose, keras_verbose=1 if verbose == 2 else 0,
+                fit_info={"random_state": (int(self.random_state) if isinstance(
+                    self.random_state, numbers.Integral) else None)})
         # The latent classifier sees all of the user's training data.
         Z = _predict_net(model.encoder, images)
         if not np.all(np.isfinite(Z)):
