@@ -179,3 +179,48 @@ def test_never_met_keeps_the_best_validated_epoch(nuclei):
     np.testing.assert_allclose(m.transform(X), short.transform(X), rtol=1e-5, atol=1e-6)
     last = CellFateAAE(**dict(params, restore_best_weights=False)).fit(X, y)
     assert last.best_epoch_ == 5 and last.history_["kept"].tolist() == [False] * 4 + [True]
+
+
+def test_torch_threads_are_scoped_to_our_calls(fitted, nuclei):
+    import keras
+
+    from ai4cellfate.training.model import backend_module
+
+    if keras.backend.backend() != "torch":
+        with backend_module().cpu_threads():  # a no-op elsewhere
+            pass
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with backend_module().cpu_threads():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        fitted.transform(nuclei[0][:4])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_progress_lines_name_the_stages(nuclei, capsys):
+    X, y = nuclei
+    CellFateAAE(**dict(FAST, max_epochs=1, verbose=1)).fit(X, y)
+    out = capsys.readouterr().out
+    assert "stage 1/2 (reconstruction + adversarial) epoch 1/1" in out
+    assert "stage 2/2 (all losses) epoch 1/1" in out and "left" in out
+    assert "training ended: max_epochs reached after 2 epochs; keeping epoch 2" in out
+
+
+def test_verbose_auto_is_silent_inside_model_selection(nuclei, capsys, monkeypatch):
+    from sklearn.model_selection import cross_val_score
+
+    assert loop.resolve_verbose(2) == 2 and loop.resolve_verbose(0) == 0
+    monkeypatch.setattr(loop, "_interactive", lambda: True)  # as in a terminal
+    assert loop.resolve_verbose("auto") == 1
+    X, y = nuclei
+    cross_val_score(CellFateAAE(**dict(FAST, max_epochs=1)), X, y, cv=2)
+    assert "[ai4cellfate]" not in capsys.readouterr().out
+    CellFateAAE(**dict(FAST, max_epochs=1)).fit(X, y)
+    assert "[ai4cellfate] stage 1/2" in capsys.readouterr().out
