@@ -517,7 +517,7 @@ def _train(data, params, *, seed, test_size, verbose, data_path, checkpoint_dir=
     train_idx, test_idx = _split_indices(data, test_size, seed)
     train = data.subset(train_idx)
     _out(
-        f"training on {len(train)} cells {train.class_counts()}"
+        f"training on {len(train)} cell-frames {train.class_counts()}"
         + (f", {len(test_idx)} held out for testing" if len(test_idx) else "")
         + f" (backend {os.environ.get('KERAS_BACKEND')}, seed {seed})"
     )
@@ -719,7 +719,7 @@ def _describe_fit(record):
         for k, v in tm.items():
             if k.startswith("precision_") and v is not None:
                 parts.append(f"precision {k[len('precision_'):]} {v:.3f}")
-        line += f"\nheld-out test, {len(record['test_indices'])} cells: " + ", ".join(parts)
+        line += f"\nheld-out test, {len(record['test_indices'])} cell-frames: " + ", ".join(parts)
     return line
 
 
