@@ -224,3 +224,58 @@ def test_verbose_auto_is_silent_inside_model_selection(nuclei, capsys, monkeypat
     assert "[ai4cellfate]" not in capsys.readouterr().out
     CellFateAAE(**dict(FAST, max_epochs=1)).fit(X, y)
     assert "[ai4cellfate] stage 1/2" in capsys.readouterr().out
+
+
+def _weights(model):
+    return [np.array(w) for w in model.model_.get_weights()]
+
+
+@pytest.mark.backend
+@pytest.mark.filterwarnings("ignore::ai4cellfate.estimator.LatentWarning")
+def test_a_fit_after_others_equals_a_fit_in_a_fresh_process(nuclei):
+    # On JAX the compiled train step and encoder are shared by models of the
+    # same structure; a fit that reuses them must be the fit it would have been.
+    import keras
+
+    X, y = nuclei
+    params = dict(FAST, random_state=1)
+    CellFateAAE(**dict(params, random_state=0)).fit(X, y)   # compiles (JAX)
+    reused = CellFateAAE(**params).fit(X, y)
+    if keras.backend.backend() == "jax":
+        from ai4cellfate.training import _jax
+
+        n_shared = len(_jax._SHARED)
+        assert n_shared >= 2  # the train step and the encoder's predict
+        _jax._SHARED.clear()
+    fresh = CellFateAAE(**params).fit(X, y)
+    for a, b in zip(_weights(reused), _weights(fresh)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(reused.transform(X), fresh.transform(X))
+
+
+@pytest.mark.backend
+def test_compiled_functions_are_shared_only_between_equal_structures(monkeypatch):
+    import keras
+
+    if keras.backend.backend() != "jax":
+        pytest.skip("compiled functions are shared on the JAX backend only")
+    from ai4cellfate.training import AdversarialAutoencoder, _jax
+
+    def step(**kw):
+        m = AdversarialAutoencoder((16, 16, 1), **kw)
+        m.compile(optimizer=keras.optimizers.Adam(1e-3, beta_1=0.0, beta_2=0.9))
+        m.optimizer.build(m.trainable_variables)
+        return _jax.jitted_train_step(m)
+
+    _jax._SHARED.clear()
+    base = step(seed=0)
+    assert step(seed=7, lambda_recon=1.0) is base       # seeds, initial weights: state
+    assert step(seed=0, temperature=0.1) is not base    # a constant of the trace
+    assert step(seed=0, latent_dim=3) is not base       # other variables
+    assert step(seed=0, ssim_form="sum") is not base
+    original = AdversarialAutoencoder.autoencoder_losses
+    monkeypatch.setattr(AdversarialAutoencoder, "autoencoder_losses",
+                        lambda self, x, y: original(self, x, y))
+    assert step(seed=0) is not base                     # other code
+    monkeypatch.undo()
+    assert step(seed=0) is base

@@ -240,6 +240,18 @@ class AdversarialAutoencoder(keras.Model):
     def train_step(self, *args):
         return self._train_step_impl(self, *args)
 
+    def make_train_function(self, force=False):
+        """As :meth:`keras.Model.make_train_function`; on JAX the jitted step
+        is shared by models of the same structure (compiled once per process,
+        see ``_jax.jitted_train_step``)."""
+        if self.train_function is not None and not force:
+            return
+        shared = getattr(backend_module(), "jitted_train_step", None)
+        if (shared is None or self.run_eagerly or not self.jit_compile
+                or keras.distribution.distribution() is not None):
+            return super().make_train_function(force)
+        self.train_function = self._make_function(shared(self))
+
     def test_step(self, *args, **kwargs):  # pragma: no cover - not used
         raise NotImplementedError(
             "AdversarialAutoencoder has no evaluate(); use the estimator's "
