@@ -15,7 +15,7 @@ package's own messages go to the logger ``"ai4cellfate"``.
 from . import _logging  # noqa: F401  (first: quiets the backends before they load)
 from ._version import __version__
 
-__all__ = ["CellFateAAE", "load", "__version__"]
+__all__ = ["CellFateAAE", "SeedEnsemble", "load", "__version__"]
 
 
 def __getattr__(name):
@@ -25,6 +25,10 @@ def __getattr__(name):
         from .estimator import CellFateAAE
 
         return CellFateAAE
+    if name == "SeedEnsemble":
+        from .ensemble import SeedEnsemble
+
+        return SeedEnsemble
     if name == "load":
         from .estimator import load
 

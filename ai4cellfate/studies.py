@@ -22,9 +22,14 @@ study                             setting column(s)
 :func:`latent_dim_study`          ``latent_dim`` (+ correlations)
 :func:`label_budget_study`        ``budget``, ``n_labelled``
 :func:`time_point_study`          ``time_point``
+:func:`beyond_preprint`           ``variant``, ``dataset`` (+ AUC,
+                                  prevalence-free precision, fit time,
+                                  latent correlation and KL)
 ================================  ====================================
 
-:func:`summarize` averages any of them over folds and seeds. Matching figures
+:func:`summarize` averages any of them over folds and seeds; :func:`spread`
+separates the spread over folds from the spread over seeds and compares
+every model with a reference on the same folds. Matching figures
 are in :mod:`ai4cellfate.plotting` (``plot_model_comparison``,
 ``plot_ablation``, ``plot_latent_dim_study``, ``plot_label_budget``,
 ``plot_time_points``).
@@ -32,9 +37,11 @@ are in :mod:`ai4cellfate.plotting` (``plot_model_comparison``,
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 import numbers
+import time
 
 import numpy as np
 import pandas as pd
@@ -51,12 +58,17 @@ _log = logging.getLogger(__name__)
 
 __all__ = [
     "ABLATIONS",
+    "BEYOND_BASELINES",
+    "BEYOND_VARIANTS",
     "COMPARE_MODELS",
     "ablation",
+    "beyond_preprint",
     "compare_models",
     "label_budget_study",
     "latent_dim_study",
     "make_cv",
+    "make_hybrid",
+    "spread",
     "summarize",
     "time_point_study",
 ]
@@ -87,12 +99,34 @@ ABLATIONS = {
 _BUDGET_MODELS = ("CellFateAAE", "LogisticRegression")
 _METRICS = (
     "balanced_accuracy",
+    "auc",
     "precision",
+    "balanced_precision",
     "max_abs_correlation",
     "mean_abs_correlation",
     "centroid_distance",
+    "latent_abs_corr",
+    "latent_kl",
+    "fit_seconds",
+    "inner_balanced_accuracy",
 )
-_SETTING_COLUMNS = ("model", "features", "setting", "latent_dim", "budget", "time_point")
+_SETTING_COLUMNS = ("model", "features", "setting", "latent_dim", "budget", "time_point",
+                    "variant")
+
+#: Variants of :func:`beyond_preprint`, in the order they are reported.
+BEYOND_VARIANTS = ("preprint", "seed ensemble", "latent_dim 3", "latent_dim 5", "hybrid")
+
+#: Hand-picked baselines :func:`beyond_preprint` can run on the same folds.
+BEYOND_BASELINES = (
+    "LogisticRegression",
+    "SimpleClassifier (best pair)",
+    "OptimisedMLP",
+    "OptimisedMLP (best pair)",
+)
+_BEYOND_DEFAULT_BASELINES = ("LogisticRegression", "SimpleClassifier (best pair)")
+_SELECTED = "selected"
+_BEYOND_EXTRA = ("auc", "balanced_precision", "fit_seconds", "latent_abs_corr", "latent_kl",
+                 "inner_balanced_accuracy", "chosen")
 
 
 # --------------------------------------------------------------------------
@@ -1040,6 +1074,662 @@ def time_point_study(
     return _frame(_run(_time_point_task, tasks, n_jobs), ["time_point"])
 
 
+# --------------------------------------------------------------------------
+# Beyond the preprint: variants of the model under one grouped CV
+# --------------------------------------------------------------------------
+
+
+def make_hybrid(aae=None, *, region_features=None, classifier=None):
+    """The hybrid model: latent features and region features in one classifier.
+
+    A plain scikit-learn :class:`~sklearn.pipeline.Pipeline`::
+
+        Pipeline([
+            ("features", FeatureUnion([("latent", aae),                # z0, z1
+                                       ("region", RegionFeatures())])),
+            ("scale", StandardScaler()),
+            ("classifier", LogisticRegression(class_weight="balanced",
+                                              max_iter=2000)),
+        ])
+
+    The autoencoder is fitted on the training crops and labels (the
+    :class:`~sklearn.pipeline.FeatureUnion` passes ``y`` on), its latent
+    features of the same crops are stacked with the hand-picked region
+    features (per-crop measurements, nothing learned) and one class-balanced
+    logistic regression is fitted on both.
+
+    The autoencoder asks for ``groups`` through scikit-learn's metadata
+    routing, so that its validation split stays group-aware::
+
+        with sklearn.config_context(enable_metadata_routing=True):
+            hybrid.fit(X, y, groups=groups)
+
+    Without routing (the default), ``hybrid.fit(X, y)`` fits it without
+    groups.
+
+    Parameters
+    ----------
+    aae : estimator, default=None
+        Unfitted autoencoder (a transformer fitted on crops and labels);
+        ``None`` means ``CellFateAAE()``. It is cloned.
+    region_features : transformer, default=None
+        Unfitted hand-picked feature transformer; ``None`` means
+        :class:`~ai4cellfate.features.RegionFeatures` with its defaults.
+    classifier : estimator, default=None
+        Unfitted classifier with ``predict_proba``; ``None`` means the
+        class-balanced logistic regression above.
+
+    Returns
+    -------
+    hybrid : sklearn.pipeline.Pipeline
+        Unfitted; its steps are ``"features"`` (with ``"latent"`` and
+        ``"region"``), ``"scale"`` and ``"classifier"``, so its parameters
+        read e.g. ``features__latent__lambda_contra`` or ``classifier__C``.
+
+    Examples
+    --------
+    >>> hybrid = make_hybrid()
+    >>> [name for name, _ in hybrid.steps]
+    ['features', 'scale', 'classifier']
+    >>> hybrid.get_params()["features__latent__latent_dim"]
+    2
+    """
+    import sklearn
+    from sklearn.pipeline import FeatureUnion, Pipeline
+
+    if aae is None:
+        from .estimator import CellFateAAE
+
+        aae = CellFateAAE()
+    elif not all(hasattr(aae, m) for m in ("fit", "transform", "get_params")):
+        raise TypeError(
+            f"aae must be an unfitted transformer such as CellFateAAE, got "
+            f"{type(aae).__name__}.")
+    aae = clone(aae)
+    if hasattr(aae, "set_fit_request") and "groups" in _fit_parameters(aae):
+        with sklearn.config_context(enable_metadata_routing=True):
+            aae = aae.set_fit_request(groups=True)
+    if region_features is None:
+        from .features import RegionFeatures
+
+        region_features = RegionFeatures()
+    elif not all(hasattr(region_features, m) for m in ("fit", "transform", "get_params")):
+        raise TypeError(
+            f"region_features must be an unfitted transformer such as RegionFeatures, "
+            f"got {type(region_features).__name__}.")
+    if classifier is None:
+        classifier = LogisticRegression(class_weight="balanced", max_iter=2000)
+    elif not all(hasattr(classifier, m) for m in ("fit", "predict_proba", "get_params")):
+        raise TypeError(
+            f"classifier must be an unfitted classifier with predict_proba, got "
+            f"{type(classifier).__name__}.")
+    return Pipeline([
+        ("features", FeatureUnion([("latent", aae), ("region", clone(region_features))])),
+        ("scale", StandardScaler()),
+        ("classifier", clone(classifier)),
+    ])
+
+
+def _fit_parameters(est):
+    try:
+        return inspect.signature(est.fit).parameters
+    except (TypeError, ValueError):
+        return {}
+
+
+def _variant_spec(name, model, estimator, dataset="default", routed=False):
+    """How to fit one variant: its estimator, seed parameters and groups."""
+    params = estimator.get_params(deep=True) if hasattr(estimator, "get_params") else {}
+    if routed:  # make_hybrid: seed the autoencoder and the classifier
+        seed_params = [p for p in ("features__latent__random_state",
+                                   "classifier__random_state") if p in params]
+        groups = "route"
+    else:
+        seed_params = ["random_state"] if "random_state" in params else []
+        groups = "fit" if "groups" in _fit_parameters(estimator) else None
+    return {"name": name, "model": model, "estimator": estimator, "dataset": dataset,
+            "seed_params": seed_params, "groups": groups}
+
+
+def _fit_variant(spec, X, y, groups, index, seed):
+    """A fresh clone of the variant, seeded, fitted on ``index``; and its fit time."""
+    est = clone(spec["estimator"])
+    if spec["seed_params"]:
+        est.set_params(**{p: seed for p in spec["seed_params"]})
+    g = None if groups is None or spec["groups"] is None else groups[index]
+    start = time.perf_counter()
+    if g is None:
+        est.fit(X[index], y[index])
+    elif spec["groups"] == "route":
+        import sklearn
+
+        with sklearn.config_context(enable_metadata_routing=True):
+            est.fit(X[index], y[index], groups=g)
+    else:
+        est.fit(X[index], y[index], groups=g)
+    return est, time.perf_counter() - start
+
+
+def _is_latent_model(est):
+    """A classifier with a latent ``transform`` (CellFateAAE and alikes)."""
+    return hasattr(est, "transform") and hasattr(est, "predict_proba")
+
+
+def _latents_of(est, X):
+    """The latent vectors of ``X`` in every autoencoder inside ``est``."""
+    from sklearn.pipeline import FeatureUnion, Pipeline
+
+    from .ensemble import SeedEnsemble
+
+    if isinstance(est, SeedEnsemble):
+        return [Z for member in est.estimators_ for Z in _latents_of(member, X)]
+    if isinstance(est, Pipeline):
+        Xt = X
+        for _, step in est.steps:
+            if step is None or step == "passthrough":
+                continue
+            if isinstance(step, FeatureUnion):
+                inner = [t for _, t in step.transformer_list if _is_latent_model(t)]
+                if inner:
+                    return [inner[0].transform(Xt)]
+            elif _is_latent_model(step):
+                return [step.transform(Xt)]
+            if not hasattr(step, "transform"):
+                break
+            Xt = step.transform(Xt)
+        return []
+    if _is_latent_model(est):
+        return [est.transform(X)]
+    return []
+
+
+def _latent_summary(est, X, bins):
+    """Largest |correlation| between latent features and largest KL to N(0, 1)."""
+    corrs, kls = [], []
+    for Z in _latents_of(est, X):
+        Z = np.asarray(Z, dtype=np.float64)
+        if Z.ndim != 2 or len(Z) < 2 or not np.all(np.isfinite(Z)):
+            continue
+        if Z.shape[1] >= 2:
+            c = _metrics.max_abs_correlation(Z)
+            if np.isfinite(c):
+                corrs.append(c)
+        kls.append(float(np.max(_metrics.kl_divergence_to_normal(Z, bins=bins))))
+    return {"latent_abs_corr": float(np.mean(corrs)) if corrs else np.nan,
+            "latent_kl": float(np.mean(kls)) if kls else np.nan}
+
+
+def _probability_scores(y_true, y_pred, proba, classes, pos_label):
+    """Balanced accuracy, both precisions and the AUC of ``pos_label``."""
+    from sklearn.metrics import roc_auc_score
+
+    classes = np.asarray(classes)
+    pos = _metrics._default_pos_label(classes) if pos_label is None else pos_label
+    out = {
+        "balanced_accuracy": _metrics.balanced_accuracy(y_true, y_pred),
+        "precision": _metrics.precision(y_true, y_pred, pos_label=pos_label),
+        "auc": np.nan,
+        "balanced_precision": _metrics.precision(y_true, y_pred, pos_label=pos_label,
+                                                 balanced=True),
+    }
+    truth = np.asarray(y_true) == pos
+    if truth.any() and not truth.all() and pos in classes.tolist():
+        column = classes.tolist().index(pos)
+        out["auc"] = float(roc_auc_score(truth, np.asarray(proba)[:, column]))
+    return out
+
+
+def _beyond_variant_task(*, spec, X, y, groups, train, test, fold, seed, pos_label, kl_bins):
+    est, seconds = _fit_variant(spec, X, y, groups, train, seed)
+    row = {"model": spec["model"], "variant": spec["name"], "dataset": spec["dataset"],
+           "fold": fold, "seed": seed}
+    row.update(_probability_scores(y[test], est.predict(X[test]), est.predict_proba(X[test]),
+                                   est.classes_, pos_label))
+    row.update(fit_seconds=seconds, **_latent_summary(est, X[test], kl_bins),
+               n_train=len(train), n_test=len(test))
+    return [row]
+
+
+def _beyond_inner_task(*, spec, X, y, groups, train, fold, seed):
+    """Inner-validation score of one variant: it sees the training part only."""
+    g = None if groups is None else groups[train]
+    inner_train, inner_val = _inner_split(y[train], g, seed)
+    est, seconds = _fit_variant(spec, X, y, groups, train[inner_train], seed)
+    val = train[inner_val]
+    return [{"_inner": True, "variant": spec["name"], "fold": fold, "seed": seed,
+             "inner_balanced_accuracy": _metrics.balanced_accuracy(y[val], est.predict(X[val])),
+             "inner_seconds": seconds}]
+
+
+def _beyond_baseline_task(*, F, names, y, groups, train, test, fold, seed, baselines,
+                          baseline_epochs, pos_label):
+    rows = []
+    y_test = y[test]
+
+    def add(model, variant, clf_classes, y_pred, proba, seconds, chosen=np.nan,
+            inner=np.nan):
+        rows.append({"model": model, "variant": variant, "dataset": "default",
+                     "fold": fold, "seed": seed,
+                     **_probability_scores(y_test, y_pred, proba, clf_classes, pos_label),
+                     "fit_seconds": seconds, "latent_abs_corr": np.nan, "latent_kl": np.nan,
+                     "inner_balanced_accuracy": inner, "chosen": chosen,
+                     "n_train": len(train), "n_test": len(test)})
+
+    if "LogisticRegression" in baselines:
+        start = time.perf_counter()
+        clf = _logistic_regression(seed).fit(F[train], y[train])
+        seconds = time.perf_counter() - start
+        add("LogisticRegression", "LogisticRegression", clf.classes_, clf.predict(F[test]),
+            clf.predict_proba(F[test]), seconds)
+    if "OptimisedMLP" in baselines:
+        from .baselines import OptimisedMLP
+
+        start = time.perf_counter()
+        clf = OptimisedMLP(epochs=baseline_epochs, random_state=seed).fit(F[train], y[train])
+        seconds = time.perf_counter() - start
+        add("OptimisedMLP", "OptimisedMLP", clf.classes_, clf.predict(F[test]),
+            clf.predict_proba(F[test]), seconds)
+    pair_families = [f for f in ("SimpleClassifier", "OptimisedMLP")
+                     if f"{f} (best pair)" in baselines]
+    if pair_families:
+        from .baselines import _PairOptimisedMLP, _PairSimpleClassifier
+
+        pairs = list(itertools.combinations(range(F.shape[1]), 2))
+        pair_names = [f"{names[a]} + {names[b]}" for a, b in pairs]
+        g_train = None if groups is None else groups[train]
+        inner_train, inner_val = _inner_split(y[train], g_train, seed)
+        F_tr, y_tr = F[train], y[train]
+    for family in pair_families:
+        cls = _PairSimpleClassifier if family == "SimpleClassifier" else _PairOptimisedMLP
+        start = time.perf_counter()
+        # As compare_models: the pair is chosen on a split of the training part.
+        inner = cls(pairs=pairs, epochs=baseline_epochs, random_state=seed).fit(
+            F_tr[inner_train], y_tr[inner_train]).predict(F_tr[inner_val])
+        val = [_metrics.balanced_accuracy(y_tr[inner_val], inner[:, p])
+               for p in range(len(pairs))]
+        best = int(np.argmax(val))
+        clf = cls(pairs=pairs, epochs=baseline_epochs, random_state=seed).fit(F_tr, y_tr)
+        seconds = time.perf_counter() - start
+        proba = clf.predict_proba(F[test])[:, best, :]
+        add(family, f"{family} (best pair)", clf.classes_, clf.predict(F[test])[:, best],
+            proba, seconds, chosen=pair_names[best], inner=val[best])
+    return rows
+
+
+def _beyond_task(*, kind, **task):
+    if kind == "variant":
+        return _beyond_variant_task(**task)
+    if kind == "inner":
+        return _beyond_inner_task(**task)
+    return _beyond_baseline_task(**task)
+
+
+def _check_datasets(datasets, X, y, groups, pos_label, taken):
+    """Named crops of the same samples: name -> checked X."""
+    if datasets is None:
+        return {}
+    if not isinstance(datasets, dict):
+        raise TypeError(
+            f"datasets must be a dict mapping names to crops X or to (X, y, groups), got "
+            f"{type(datasets).__name__}.")
+    out = {}
+    for name, value in datasets.items():
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"datasets keys must be non-empty strings, got {name!r}.")
+        if name in taken or name == "default":
+            raise ValueError(
+                f"datasets name {name!r} is already the name of a variant or baseline; "
+                "choose another.")
+        y_d, g_d = y, groups
+        if isinstance(value, tuple):
+            if not 1 <= len(value) <= 3:
+                raise ValueError(
+                    f"datasets[{name!r}] must be X or a tuple (X, y, groups), got a tuple "
+                    f"of {len(value)}.")
+            X_d = value[0]
+            if len(value) > 1 and value[1] is not None:
+                y_d = value[1]
+            if len(value) > 2 and value[2] is not None:
+                g_d = value[2]
+        else:
+            X_d = value
+        if hasattr(X_d, "__len__") and not isinstance(X_d, (str, bytes)) and len(X_d) != len(X):
+            raise ValueError(
+                f"datasets[{name!r}] has {len(X_d)} crops, X has {len(X)}: the datasets "
+                "must hold the same samples in the same order.")
+        try:
+            X_d, y_d, g_d = _check_data(X_d, y_d, g_d, pos_label)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"datasets[{name!r}]: {err}") from None
+        if not np.array_equal(y_d, y):
+            raise ValueError(
+                f"datasets[{name!r}] has labels that differ from y: the datasets must hold "
+                "the same samples in the same order.")
+        if (g_d is None) != (groups is None) or (
+                groups is not None and not np.array_equal(g_d, groups)):
+            raise ValueError(
+                f"datasets[{name!r}] has groups that differ from groups: the datasets must "
+                "hold the same samples in the same order.")
+        out[name] = X_d
+    return out
+
+
+def beyond_preprint(
+    X,
+    y,
+    groups=None,
+    *,
+    variants=None,
+    datasets=None,
+    baselines=None,
+    cv=5,
+    seeds=(0, 1, 2),
+    aae=None,
+    aae_params=None,
+    n_ensemble=5,
+    region_features=None,
+    baseline_epochs=50,
+    select=True,
+    kl_bins=100,
+    pos_label=None,
+    n_jobs=None,
+    random_state=0,
+):
+    """Variants of CellFateAAE against the best hand-picked baselines, on the same folds.
+
+    Every variant and every baseline is fitted on the training part of every
+    fold, for every seed, and scored on the test part: the same grouped
+    cross-validation (by default 5 folds of
+    :class:`~sklearn.model_selection.StratifiedGroupKFold` by lineage, so
+    each test part is made of lineages the models have never seen) and the
+    same training data for all, whatever their capacity. The variants
+    (:data:`BEYOND_VARIANTS`):
+
+    - ``"preprint"``: CellFateAAE with the preprint's defaults (and
+      ``aae_params``), the reference;
+    - ``"seed ensemble"``: :class:`~ai4cellfate.ensemble.SeedEnsemble` of
+      ``n_ensemble`` such models, seeded from the row's seed, averaging
+      their ``predict_proba``;
+    - ``"latent_dim 3"`` and ``"latent_dim 5"``: the same model with a 3-
+      or 5-dimensional latent space and the same latent classifier;
+    - ``"hybrid"``: the latent features and the hand-picked region features
+      in one logistic regression (:func:`make_hybrid`);
+    - one more variant per entry of ``datasets``: the preprint's model on
+      other crops of the same cells (full-resolution crops, crops of a fixed
+      size in micrometres, several frames as channels for temporal
+      context...), made by the dataset readers and passed in.
+
+    The baselines (:data:`BEYOND_BASELINES`; by default the first two) are
+    those of :func:`compare_models`: ``"LogisticRegression"`` on all region
+    features and ``"SimpleClassifier (best pair)"``, the best pair of region
+    features chosen on a held-out quarter of the training part (and
+    optionally ``"OptimisedMLP"`` and ``"OptimisedMLP (best pair)"``).
+
+    With ``select=True`` a ``"selected"`` row per fold and seed guards
+    against choosing the variant by its test score: inside the training part
+    of each fold, every variant is fitted again on a stratified, group-aware
+    three quarters (:func:`_inner_split`, seeded by the row's seed) and
+    scored on the remaining quarter; the variant of highest inner-validation
+    balanced accuracy (ties: the earlier variant) is the fold's choice, and
+    its test scores (of the model fitted on the whole training part, which
+    is the variant's own row) are the ``"selected"`` row's. The test part
+    is never passed to the inner fits. ``summarize(res)`` of the
+    ``"selected"`` rows is what one may honestly claim for "the best
+    variant"; the best of the variants' test means is optimistic.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, H, W) or (n_samples, H, W, C)
+        Crops, as for :class:`~ai4cellfate.CellFateAAE`.
+    y : array-like of shape (n_samples,)
+        Fates (two classes).
+    groups : array-like of shape (n_samples,), default=None
+        Lineage ids: no fold splits a lineage, and the autoencoders'
+        validation splits and the inner selection split are group-aware.
+    variants : sequence of str or dict, default=None
+        Names from :data:`BEYOND_VARIANTS` (``None``: all), or a dict mapping
+        names to unfitted classifiers on the crops (with ``predict_proba``;
+        seeded through their ``random_state``, given ``groups`` when their
+        ``fit`` takes them); ``None`` as a value stands for the built-in
+        variant of that name. An empty sequence runs the datasets' variants
+        and the baselines only.
+    datasets : dict, default=None
+        Further crops of the same samples, in the same order: name -> ``X``
+        or ``(X, y, groups)`` (``y`` and ``groups``, when given, must equal
+        the main ones). Each adds a variant of that name (column ``dataset``
+        too): the preprint's model fitted on those crops, on the same folds.
+    baselines : sequence of str, default=None
+        Names from :data:`BEYOND_BASELINES`; ``None``: ``"LogisticRegression"``
+        and ``"SimpleClassifier (best pair)"``; ``()``: none.
+    cv : int, splitter or iterable of (train, test), default=5
+        Folds (see :func:`make_cv`).
+    seeds : int or sequence of int, default=(0, 1, 2)
+        Model seeds: ``random_state`` of every model (of the ensemble: the
+        seed of its members' seeds). The folds do not change with the seed.
+    aae : estimator, default=None
+        Unfitted autoencoder template; ``None`` means ``CellFateAAE()``.
+    aae_params : dict, default=None
+        CellFateAAE parameters of every variant (e.g. a shorter schedule);
+        ``latent_dim`` and ``random_state`` are set by the study.
+    n_ensemble : int, default=5
+        Members of the seed ensemble.
+    region_features : transformer, default=None
+        Unfitted hand-picked features for the baselines and the hybrid;
+        ``None`` means :class:`~ai4cellfate.features.RegionFeatures` (per-crop
+        measurements, nothing fitted, so measuring all crops once is
+        leak-free).
+    baseline_epochs : int, default=50
+        Training epochs of the Keras baselines.
+    select : bool, default=True
+        Add the ``"selected"`` rows (this fits every variant a second time,
+        inside each training part).
+    kl_bins : int, default=100
+        Histogram bins of the KL estimate
+        (:func:`ai4cellfate.metrics.kl_divergence_to_normal`; biased upwards
+        on small test parts, so compare variants at equal test size).
+    pos_label : label, default=None
+        The fate precision and AUC refer to; ``None``: fate 1 ("divides").
+    n_jobs : int, default=None
+        joblib workers over (variant, fold, seed) tasks; ``None``: run in
+        this process.
+    random_state : int or None, default=0
+        Seed of the fold shuffling.
+
+    Returns
+    -------
+    results : pandas.DataFrame
+        One row per variant, baseline and ``"selected"``, fold and seed:
+
+        - ``model`` (``"CellFateAAE"``, ``"SeedEnsemble"``,
+          ``"CellFateAAE + RegionFeatures"``, the baseline's family, or
+          ``"selected"``), ``variant``, ``dataset`` (``"default"`` for ``X``);
+        - ``fold``, ``seed``;
+        - ``balanced_accuracy``, ``precision`` (ordinary, ``TP / (TP + FP)``
+          of ``pos_label``), ``auc`` (ROC AUC of the predicted probability of
+          ``pos_label``; NaN when the test part holds one fate),
+          ``balanced_precision`` (prevalence-free:
+          ``metrics.precision(..., balanced=True)``);
+        - ``fit_seconds``: wall time of the fit on the training part (the
+          best pair: its inner choice too; ``"selected"``: every variant's
+          inner fit plus the chosen variant's fit);
+        - ``latent_abs_corr`` (largest absolute Pearson correlation between
+          two latent features) and ``latent_kl`` (largest per-dimension KL
+          divergence to N(0, 1)), both of the test crops' latents; averaged
+          over the members of the ensemble; NaN without a latent space;
+        - ``inner_balanced_accuracy``: the inner-validation score used for
+          the selection (NaN for ``LogisticRegression`` or without
+          ``select``), ``chosen``: the chosen variant (``"selected"``) or
+          feature pair (best pair), NaN otherwise;
+        - ``n_train``, ``n_test``.
+
+    See Also
+    --------
+    summarize : mean and standard deviation over folds and seeds.
+    spread : spread over folds and over seeds; paired wins against a
+        baseline on the same folds.
+    ai4cellfate.ensemble.SeedEnsemble, make_hybrid : the new models.
+
+    Examples
+    --------
+    >>> res = beyond_preprint(X, y, groups, aae_params={"max_epochs": 60})  # doctest: +SKIP
+    >>> summarize(res)  # doctest: +SKIP
+    >>> spread(res, reference="LogisticRegression")  # doctest: +SKIP
+    """
+    X, y, groups = _check_data(X, y, groups, pos_label)
+    seeds = _check_seeds(seeds)
+    _check_n_jobs(n_jobs)
+    _check_random_state(random_state)
+    _check_epochs(baseline_epochs)
+    if not _is_int(n_ensemble) or n_ensemble < 1:
+        raise ValueError(f"n_ensemble must be an int >= 1, got {n_ensemble!r}.")
+    if not _is_int(kl_bins) or kl_bins < 2:
+        raise ValueError(f"kl_bins must be an int >= 2, got {kl_bins!r}.")
+    if not isinstance(select, (bool, np.bool_)):
+        raise TypeError(f"select must be True or False, got {select!r}.")
+    if aae_params is None:
+        aae_params = {}
+    elif not isinstance(aae_params, dict):
+        raise TypeError(
+            f"aae_params must be a dict of CellFateAAE parameters, got "
+            f"{type(aae_params).__name__}.")
+    for name in ("latent_dim", "random_state"):
+        if name in aae_params:
+            raise ValueError(
+                f"aae_params must not set {name!r}: beyond_preprint sets it "
+                "(latent_dim through the variants, random_state through seeds).")
+    template = _aae_template(aae, {}, "beyond_preprint")
+    unknown = sorted(set(aae_params) - set(template.get_params(deep=False)))
+    if unknown:
+        raise ValueError(
+            f"aae_params has unknown {type(template).__name__} parameter(s) {unknown}.")
+    template.set_params(**aae_params)
+    if baselines is None:
+        baselines = _BEYOND_DEFAULT_BASELINES
+    elif isinstance(baselines, (list, tuple)) and len(baselines) == 0:
+        baselines = ()
+    else:
+        baselines = _check_models(baselines, BEYOND_BASELINES, name="baselines")
+
+    # The variants: name -> (model, estimator), in the order asked.
+    if variants is None:
+        asked = {name: None for name in BEYOND_VARIANTS}
+    elif isinstance(variants, dict):
+        asked = dict(variants)
+    elif isinstance(variants, str):
+        asked = {variants: None}
+    else:
+        try:
+            variants = list(variants)
+        except TypeError:
+            raise TypeError(
+                f"variants must be a sequence of names or a dict, got {variants!r}.") from None
+        asked = {name: None for name in variants}
+        if len(asked) != len(variants):
+            raise ValueError(f"variants must be distinct, got {variants!r}.")
+    specs = []
+    for name, est in asked.items():
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"variant names must be non-empty strings, got {name!r}.")
+        if name == _SELECTED or name in BEYOND_BASELINES:
+            raise ValueError(f"{name!r} is reserved; name the variant otherwise.")
+        if est is None:
+            if name not in BEYOND_VARIANTS:
+                raise ValueError(
+                    f"variants must name some of {list(BEYOND_VARIANTS)} (or map new "
+                    f"names to estimators), got {name!r}.")
+            specs.append(_builtin_variant(name, template, n_ensemble, region_features))
+        else:
+            if not all(hasattr(est, m) for m in ("fit", "predict", "predict_proba",
+                                                  "get_params")):
+                raise TypeError(
+                    f"variants[{name!r}] must be an unfitted classifier with "
+                    f"predict_proba, got {type(est).__name__}.")
+            specs.append(_variant_spec(name, type(est).__name__, est))
+    taken = {s["name"] for s in specs} | set(BEYOND_BASELINES) | {_SELECTED}
+    data = {"default": X, **_check_datasets(datasets, X, y, groups, pos_label, taken)}
+    specs += [_variant_spec(name, type(template).__name__, template, dataset=name)
+              for name in data if name != "default"]
+    if not specs and not baselines:
+        raise ValueError("beyond_preprint has nothing to run: no variants, datasets or "
+                         "baselines.")
+
+    F = names = None
+    if baselines:
+        from .features import RegionFeatures
+
+        rf = RegionFeatures() if region_features is None else clone(region_features)
+        F = np.asarray(rf.fit_transform(X), dtype=np.float64)
+        names = [str(n) for n in rf.get_feature_names_out()]
+        if any(b.endswith("(best pair)") for b in baselines) and F.shape[1] < 2:
+            raise ValueError("the best-pair baselines need at least two region features.")
+    folds = _folds(cv, y, groups, random_state)
+
+    tasks = [
+        dict(kind="variant", spec=spec, X=data[spec["dataset"]], y=y, groups=groups,
+             train=train, test=test, fold=k, seed=seed, pos_label=pos_label,
+             kl_bins=int(kl_bins))
+        for spec in specs
+        for k, (train, test) in enumerate(folds)
+        for seed in seeds
+    ]
+    if baselines:
+        tasks += [
+            dict(kind="baselines", F=F, names=names, y=y, groups=groups, train=train,
+                 test=test, fold=k, seed=seed, baselines=baselines,
+                 baseline_epochs=baseline_epochs, pos_label=pos_label)
+            for k, (train, test) in enumerate(folds)
+            for seed in seeds
+        ]
+    if select and specs:
+        tasks += [
+            dict(kind="inner", spec=spec, X=data[spec["dataset"]], y=y, groups=groups,
+                 train=train, fold=k, seed=seed)
+            for spec in specs
+            for k, (train, _) in enumerate(folds)
+            for seed in seeds
+        ]
+    rows = _run(_beyond_task, tasks, n_jobs)
+    inner = {(r["variant"], r["fold"], r["seed"]): r for r in rows if r.get("_inner")}
+    rows = [r for r in rows if not r.get("_inner")]
+    variant_names = [s["name"] for s in specs]
+    for row in rows:
+        if row["variant"] in variant_names:
+            row["inner_balanced_accuracy"] = inner.get(
+                (row["variant"], row["fold"], row["seed"]), {}).get(
+                    "inner_balanced_accuracy", np.nan)
+            row["chosen"] = np.nan
+    if select and specs:
+        outer = {(r["variant"], r["fold"], r["seed"]): r for r in rows}
+        for k in range(len(folds)):
+            for seed in seeds:
+                scores = [inner[(name, k, seed)]["inner_balanced_accuracy"]
+                          for name in variant_names]
+                best = variant_names[int(np.argmax(np.nan_to_num(scores, nan=-np.inf)))]
+                row = dict(outer[(best, k, seed)])
+                row.update(
+                    model=_SELECTED, variant=_SELECTED, chosen=best,
+                    fit_seconds=row["fit_seconds"] + sum(
+                        inner[(name, k, seed)]["inner_seconds"] for name in variant_names))
+                rows.append(row)
+    return _frame(rows, ["variant", "dataset"], extra=_BEYOND_EXTRA)
+
+
+def _builtin_variant(name, template, n_ensemble, region_features):
+    from .ensemble import SeedEnsemble
+
+    model = type(template).__name__
+    if name == "preprint":
+        return _variant_spec(name, model, template)
+    if name == "seed ensemble":
+        return _variant_spec(name, "SeedEnsemble",
+                             SeedEnsemble(template, n_estimators=int(n_ensemble)))
+    if name.startswith("latent_dim "):
+        return _variant_spec(name, model, clone(template).set_params(
+            latent_dim=int(name.split()[1])))
+    return _variant_spec(name, f"{model} + RegionFeatures",
+                         make_hybrid(template, region_features=region_features), routed=True)
+
+
 def summarize(results, by=None):
     """Mean and standard deviation of a study's metrics over folds and seeds.
 
@@ -1049,7 +1739,8 @@ def summarize(results, by=None):
         What a study returned.
     by : str or list of str, default=None
         Columns to group by; ``None``: those of ``model``, ``features``,
-        ``setting``, ``latent_dim``, ``budget`` and ``time_point`` present.
+        ``setting``, ``latent_dim``, ``budget``, ``time_point`` and
+        ``variant`` present.
 
     Returns
     -------
@@ -1098,3 +1789,95 @@ def summarize(results, by=None):
     out["n"] = grouped.size().to_numpy()
     out = out.reset_index()
     return out
+
+
+def spread(results, metric="balanced_accuracy", by=None, reference=None):
+    """Spread of one metric over folds and over seeds, and wins against a reference.
+
+    :func:`summarize`'s standard deviation mixes two sources of variation:
+    the folds (which cells are tested) and the seeds (how the model
+    happened to train). This table separates them and, with ``reference``,
+    compares every model with a reference model on the same folds and
+    seeds (paired differences), which is how "beats the hand-picked
+    features" should be read.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        What a study returned (with ``fold`` and ``seed`` columns).
+    metric : str, default="balanced_accuracy"
+        The metric column.
+    by : str or list of str, default=None
+        Columns to group by; ``None``: as :func:`summarize`.
+    reference : str, default=None
+        A value of one of the ``by`` columns (the first that holds it), e.g.
+        ``"LogisticRegression"``: the rows compared with.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        One row per group: the ``by`` columns, ``mean``, ``std_over_folds``
+        (standard deviation over folds of the seed-averaged metric),
+        ``std_over_seeds`` (standard deviation over seeds within a fold,
+        averaged over folds; NaN with one seed), ``min``, ``max``, ``n``
+        (rows); with ``reference``: ``diff_mean`` and ``diff_std`` (of the
+        group's metric minus the reference's, paired by fold and seed),
+        ``wins`` (fraction of those pairs where the group is higher) and
+        ``n_pairs``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> res = pd.DataFrame({"model": ["a"] * 4 + ["b"] * 4,
+    ...                     "fold": [0, 0, 1, 1] * 2, "seed": [0, 1] * 4,
+    ...                     "balanced_accuracy": [.7, .8, .6, .7, .6, .6, .6, .6]})
+    >>> out = spread(res, reference="b")
+    >>> out[["model", "mean", "diff_mean", "wins"]].round(3).values.tolist()
+    [['a', 0.7, 0.1, 0.75], ['b', 0.6, 0.0, 0.0]]
+    """
+    if not isinstance(results, pd.DataFrame):
+        raise TypeError(f"results must be a pandas DataFrame, got {type(results).__name__}.")
+    if metric not in results.columns:
+        raise ValueError(f"metric {metric!r} is not a column of results.")
+    missing = [c for c in ("fold", "seed") if c not in results.columns]
+    if missing:
+        raise ValueError(f"results must have fold and seed columns; it lacks {missing}.")
+    if by is None:
+        by = [c for c in _SETTING_COLUMNS if c in results.columns]
+    elif isinstance(by, str):
+        by = [by]
+    else:
+        by = list(by)
+    bad = [c for c in by if c not in results.columns]
+    if bad or not by:
+        raise ValueError(f"by names columns not in results: {bad or by}.")
+    keys = results[by].astype(object).where(results[by].notna(), "all")
+    ref = None
+    if reference is not None:
+        column = next((c for c in by if (keys[c] == reference).any()), None)
+        if column is None:
+            raise ValueError(f"reference {reference!r} is not a value of the columns {by}.")
+        ref = (results.loc[keys[column] == reference]
+               .groupby(["fold", "seed"])[metric].mean())
+    out = []
+    for key, rows in results.groupby([keys[c] for c in by], sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        values = rows[metric].astype(float)
+        per_fold = values.groupby(rows["fold"]).mean()
+        within = values.groupby(rows["fold"]).std()
+        entry = dict(zip(by, key))
+        entry.update(
+            mean=float(values.mean()),
+            std_over_folds=float(per_fold.std()) if len(per_fold) > 1 else np.nan,
+            std_over_seeds=float(within.mean()) if within.notna().any() else np.nan,
+            min=float(values.min()), max=float(values.max()), n=int(len(rows)))
+        if ref is not None:
+            mine = values.groupby([rows["fold"], rows["seed"]]).mean()
+            paired = pd.concat([mine, ref], axis=1, join="inner").dropna()
+            diff = paired.iloc[:, 0] - paired.iloc[:, 1]
+            entry.update(diff_mean=float(diff.mean()) if len(diff) else np.nan,
+                         diff_std=float(diff.std()) if len(diff) > 1 else np.nan,
+                         wins=float((diff > 0).mean()) if len(diff) else np.nan,
+                         n_pairs=int(len(diff)))
+        out.append(entry)
+    return pd.DataFrame(out)

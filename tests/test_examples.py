@@ -22,8 +22,10 @@ def _run(args, cwd):
 
 
 def test_every_example_is_covered():
+    # beyond_preprint.py runs in tests/test_beyond_preprint.py (test_example_quick)
     assert sorted(p.name for p in EXAMPLES.glob("*.py")) == [
-        "ctc_crop_gallery.py", "interpret_synthetic.py", "reproduce_preprint.py"]
+        "beyond_preprint.py", "ctc_crop_gallery.py", "interpret_synthetic.py",
+        "reproduce_preprint.py"]
 
 
 def test_ctc_crop_gallery(tmp_path):
