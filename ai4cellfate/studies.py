@@ -1730,6 +1730,21 @@ def _builtin_variant(name, template, n_ensemble, region_features):
                          make_hybrid(template, region_features=region_features), routed=True)
 
 
+def _grouping(results, by):
+    """``by`` as a list of columns of ``results`` (default: its setting columns)
+    and the grouping keys, with missing settings shown as ``"all"``."""
+    if by is None:
+        by = [c for c in _SETTING_COLUMNS if c in results.columns]
+    elif isinstance(by, str):
+        by = [by]
+    else:
+        by = list(by)
+    missing = [c for c in by if c not in results.columns]
+    if missing or not by:
+        raise ValueError(f"by names columns not in results: {missing or by}.")
+    return by, results[by].astype(object).where(results[by].notna(), "all")
+
+
 def summarize(results, by=None):
     """Mean and standard deviation of a study's metrics over folds and seeds.
 
@@ -1763,19 +1778,10 @@ def summarize(results, by=None):
     """
     if not isinstance(results, pd.DataFrame):
         raise TypeError(f"results must be a pandas DataFrame, got {type(results).__name__}.")
-    if by is None:
-        by = [c for c in _SETTING_COLUMNS if c in results.columns]
-    elif isinstance(by, str):
-        by = [by]
-    else:
-        by = list(by)
-    missing = [c for c in by if c not in results.columns]
-    if missing or not by:
-        raise ValueError(f"by names columns not in results: {missing or by}.")
+    by, keys = _grouping(results, by)
     values = [m for m in _METRICS if m in results.columns]
     if not values:
         raise ValueError(f"results has none of the metric columns {list(_METRICS)}.")
-    keys = results[by].astype(object).where(results[by].notna(), "all")
     if "features" in by and "model" in by and {"fold", "seed"} <= set(results.columns):
         # A model with one row per fold and seed whose feature set changes
         # between folds (the best pair, chosen in each fold) is one group.
@@ -1842,16 +1848,7 @@ def spread(results, metric="balanced_accuracy", by=None, reference=None):
     missing = [c for c in ("fold", "seed") if c not in results.columns]
     if missing:
         raise ValueError(f"results must have fold and seed columns; it lacks {missing}.")
-    if by is None:
-        by = [c for c in _SETTING_COLUMNS if c in results.columns]
-    elif isinstance(by, str):
-        by = [by]
-    else:
-        by = list(by)
-    bad = [c for c in by if c not in results.columns]
-    if bad or not by:
-        raise ValueError(f"by names columns not in results: {bad or by}.")
-    keys = results[by].astype(object).where(results[by].notna(), "all")
+    by, keys = _grouping(results, by)
     ref = None
     if reference is not None:
         column = next((c for c in by if (keys[c] == reference).any()), None)
