@@ -16,6 +16,7 @@ Usage::
         [--full-resolution] [--crop-um UM]
         [--cv 5] [--seeds 0 1 2] [--ensemble 5] [--n-jobs 1]
         [--variants preprint hybrid ...]
+        [--stage1-epochs N] [--min-epochs N] [--max-epochs N]
 
 ``CTC_DIR`` is a Cell Tracking Challenge folder (e.g. ``Fluo-N2DL-HeLa``),
 read with ``load_ctc(CTC_DIR, sequence, horizon=..., crop_size=40,
@@ -38,7 +39,9 @@ over seeds with paired wins against the best baseline
 ``--quick`` runs a tiny version (96 synthetic cells, 2 folds, 1 seed, 2
 epochs, no augmentation) in well under a minute, to check the pipeline; the default
 settings are the preprint's schedule, 5 folds and 3 seeds, and take hours
-without a GPU.
+without a GPU; ``--stage1-epochs``, ``--min-epochs`` and ``--max-epochs``
+shorten the schedule of every autoencoder the study fits (the stopping
+criteria still apply).
 
 Choose the Keras backend with the ``KERAS_BACKEND`` environment variable.
 """
@@ -170,7 +173,18 @@ def main(argv=None):
     parser.add_argument("--variants", nargs="+", choices=studies.BEYOND_VARIANTS,
                         default=list(studies.BEYOND_VARIANTS),
                         help="which variants to run (default: all)")
+    for flag, what in (("--stage1-epochs", "stage-1 epochs"),
+                       ("--min-epochs", "stage-2 epochs before the criteria may stop"),
+                       ("--max-epochs", "cap on stage-2 epochs")):
+        parser.add_argument(flag, type=int, default=None,
+                            help=f"{what} of every autoencoder (default: the preprint's)")
     args = parser.parse_args(argv)
+    schedule = {name: value for name in ("stage1_epochs", "min_epochs", "max_epochs")
+                if (value := getattr(args, name)) is not None}
+    for name, value in schedule.items():
+        low = 1 if name == "max_epochs" else 0
+        if value < low:
+            parser.error(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
 
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -196,7 +210,7 @@ def main(argv=None):
         cv=args.cv or (2 if quick else 5),
         seeds=tuple(args.seeds or ((0,) if quick else (0, 1, 2))),
         n_ensemble=args.ensemble or (2 if quick else 5),
-        aae_params=QUICK_AAE if quick else None,
+        aae_params={**QUICK_AAE, **schedule} if quick else (schedule or None),
         baseline_epochs=2 if quick else 50, n_jobs=args.n_jobs,
     )
     print(f"\n== beyond the preprint ({time.perf_counter() - start:.0f} s) ==")

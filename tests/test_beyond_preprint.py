@@ -420,3 +420,64 @@ def test_example_quick(tmp_path):
     assert {"selected", "hybrid", "seed ensemble", "24 px crops"} <= set(res["variant"])
     for name in ("beyond_preprint_summary.csv", "beyond_preprint_spread.csv"):
         assert (tmp_path / "out" / name).stat().st_size > 100
+
+
+@pytest.fixture
+def example(monkeypatch):
+    """The example as a module; its main() logging set-up is undone afterwards."""
+    import logging
+
+    logger = logging.getLogger("ai4cellfate")
+    monkeypatch.setattr(logger, "handlers", list(logger.handlers))
+    monkeypatch.setattr(logger, "level", logger.level)
+    return _example_module()
+
+
+def _example_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "beyond_preprint_example", ROOT / "examples" / "beyond_preprint.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ([], None),
+    (["--max-epochs", "12"], {"max_epochs": 12}),
+    (["--stage1-epochs", "4", "--min-epochs", "6", "--max-epochs", "20"],
+     {"stage1_epochs": 4, "min_epochs": 6, "max_epochs": 20}),
+])
+def test_example_schedule_flags_reach_every_autoencoder(flags, expected, example, monkeypatch):
+    seen = {}
+
+    def fake(X, y, groups, **kwargs):
+        seen.update(kwargs)
+        raise _Stop
+
+    monkeypatch.setattr(example.studies, "beyond_preprint", fake)
+    monkeypatch.setattr(example, "synthetic", lambda n, size: (None, None, None, {}))
+    with pytest.raises(_Stop):
+        example.main(flags)
+    assert seen["aae_params"] == expected
+    with pytest.raises(_Stop):  # --quick keeps its tiny settings, the flags override them
+        example.main(["--quick", *flags])
+    assert seen["aae_params"] == {**example.QUICK_AAE, **(expected or {})}
+
+
+@pytest.mark.parametrize("flags, match", [
+    (["--max-epochs", "0"], "--max-epochs must be >= 1, got 0"),
+    (["--min-epochs", "-1"], "--min-epochs must be >= 0, got -1"),
+    (["--stage1-epochs", "-2"], "--stage1-epochs must be >= 0, got -2"),
+])
+def test_example_bad_schedule_fails_before_any_work(flags, match, example, monkeypatch, capsys):
+    monkeypatch.setattr(example, "synthetic", lambda *a: pytest.fail("data were made"))
+    with pytest.raises(SystemExit) as exit_:
+        example.main(flags)
+    assert exit_.value.code == 2
+    assert match in capsys.readouterr().err
