@@ -6,10 +6,13 @@ Usage::
                                             # backend-contract tests on jax and tensorflow
     python tests/run_backends.py --full     # the full suite on every backend
     python tests/run_backends.py jax        # only the named backend(s)
+    python tests/run_backends.py --workers 1   # no pytest-xdist workers
 
 Extra arguments after ``--`` go to pytest. The Keras backend must be chosen
 before Keras is imported, so every backend runs in its own process. Exits
-non-zero if any run fails.
+non-zero if any run fails. With pytest-xdist installed, each run spreads its
+tests over ``--workers`` processes (default: one per CPU core, at most 4):
+the test models are tiny, so one process keeps about one core busy.
 """
 
 import argparse
@@ -29,8 +32,20 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("backends", nargs="*", choices=[[], *BACKENDS], default=[])
     parser.add_argument("--full", action="store_true", help="full suite on every backend")
-    args, extra = parser.parse_known_args(argv)
-    extra = [a for a in extra if a != "--"]
+    parser.add_argument("--workers", type=int, default=None,
+                        help="pytest-xdist workers per run (default: CPU cores, at most 4)")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after "--" goes to pytest untouched (argparse would read it
+    # as positional backends).
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
+    args, unknown = parser.parse_known_args(argv)
+    extra = unknown + extra
+    if args.workers is not None and args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
+    workers = args.workers or min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                  else (os.cpu_count() or 1), 4)
+    xdist = importlib.util.find_spec("xdist") is not None
     chosen = args.backends or list(BACKENDS)
     results = {}
     for backend in chosen:
@@ -46,6 +61,8 @@ def main(argv=None):
                     "--ignore=ai4cellfate/training/_torch.py"]
         else:
             cmd += ["tests", "-m", "backend"]
+        if xdist and workers > 1:
+            cmd += ["-n", str(workers)]
         cmd += extra
         env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", MPLBACKEND="Agg")
         if backend == "torch":
