@@ -13,7 +13,7 @@ Usage::
 
     python examples/beyond_preprint.py [CTC_DIR] [-o OUTDIR] [--quick]
         [--sequence 02] [--horizon 24] [--crop-size 40] [--output-size 20]
-        [--full-resolution] [--crop-um UM]
+        [--full-resolution] [--crop-um UM [UM ...]] [--pixel-size UM]
         [--cv 5] [--seeds 0 1 2] [--ensemble 5] [--n-jobs 1]
         [--variants preprint hybrid ...]
         [--stage1-epochs N] [--min-epochs N] [--max-epochs N]
@@ -21,10 +21,10 @@ Usage::
 ``CTC_DIR`` is a Cell Tracking Challenge folder (e.g. ``Fluo-N2DL-HeLa``),
 read with ``load_ctc(CTC_DIR, sequence, horizon=..., crop_size=40,
 output_size=20)``. ``--full-resolution`` adds the same cells cropped at the
-movie's resolution (``output_size=crop_size``), ``--crop-um UM`` the same cells in
-windows of ``UM`` micrometres (needs the pixel size in the movie's
-metadata); cells missing from one of them are left out of all, so every
-model sees the same cells. Other crops of the same cells (several frames
+movie's resolution (``output_size=crop_size``), ``--crop-um UM [UM ...]`` the
+same cells in windows of ``UM`` micrometres, one variant per size (needs the
+pixel size: the movie's metadata or ``--pixel-size``); cells missing from one
+of them are left out of all, so every model sees the same cells. Other crops of the same cells (several frames
 as channels, for temporal context) plug in through the study's
 ``datasets`` argument. Without ``CTC_DIR`` the script uses synthetic nuclei
 (:func:`ai4cellfate.datasets.make_nuclei`, pairs of cells as lineages) and,
@@ -84,19 +84,20 @@ def synthetic(n_cells, image_size, random_state=0):
     return X, y, groups, {f"{2 * image_size} px crops": X2}
 
 
-def ctc(path, sequence, horizon, full_resolution, crop_um, crop_size=40, output_size=20):
+def ctc(path, sequence, horizon, full_resolution, crop_um=(), crop_size=40, output_size=20,
+        pixel_size=None):
     """A CTC sequence, and the same cells cropped other ways, on common samples."""
     from ai4cellfate.datasets import load_ctc
 
-    common = dict(sequence=sequence, horizon=horizon)
+    common = dict(sequence=sequence, horizon=horizon, pixel_size=pixel_size)
     main = load_ctc(path, crop_size=crop_size, output_size=output_size, **common)
     others = {}
     if full_resolution:
         others["full-resolution crops"] = load_ctc(path, crop_size=crop_size,
                                                    output_size=crop_size, **common)
-    if crop_um is not None:
-        others[f"{crop_um:g} um crops"] = load_ctc(path, crop_size_um=crop_um,
-                                                   output_size=output_size, **common)
+    for um in crop_um or ():
+        others[f"{um:g} um crops"] = load_ctc(path, crop_size_um=um,
+                                              output_size=output_size, **common)
     # Keep the samples every dataset has, in the main dataset's order.
     keys = pd.MultiIndex.from_frame(main.table[KEYS])
     keep = np.isin(main.y, (0, 1))
@@ -161,8 +162,11 @@ def main(argv=None):
                         help="CTC crops are binned to this size (default 20)")
     parser.add_argument("--full-resolution", action="store_true",
                         help="add the same cells cropped at the movie's resolution")
-    parser.add_argument("--crop-um", type=float, default=None,
-                        help="add the same cells in windows of this many micrometres")
+    parser.add_argument("--crop-um", type=float, nargs="+", default=[],
+                        help="add the same cells in windows of this many micrometres "
+                             "(one variant per size)")
+    parser.add_argument("--pixel-size", type=float, default=None,
+                        help="pixel size in um (default: the movie's metadata)")
     parser.add_argument("--cv", type=int, default=None, help="folds (default 5; quick 2)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help="model seeds (default 0 1 2; quick 0)")
@@ -181,6 +185,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     schedule = {name: value for name in ("stage1_epochs", "min_epochs", "max_epochs")
                 if (value := getattr(args, name)) is not None}
+    for um in args.crop_um:
+        if not um > 0:
+            parser.error(f"--crop-um sizes must be > 0, got {um:g}")
+    if args.pixel_size is not None and not args.pixel_size > 0:
+        parser.error(f"--pixel-size must be > 0, got {args.pixel_size:g}")
     for name, value in schedule.items():
         low = 1 if name == "max_epochs" else 0
         if value < low:
@@ -203,7 +212,7 @@ def main(argv=None):
     else:
         X, y, groups, extra = ctc(args.ctc_dir, args.sequence, args.horizon,
                                   args.full_resolution, args.crop_um, args.crop_size,
-                                  args.output_size)
+                                  args.output_size, args.pixel_size)
     start = time.perf_counter()
     res = studies.beyond_preprint(
         X, y, groups, variants=args.variants, datasets=extra,

@@ -481,3 +481,50 @@ def test_example_bad_schedule_fails_before_any_work(flags, match, example, monke
         example.main(flags)
     assert exit_.value.code == 2
     assert match in capsys.readouterr().err
+
+
+def test_example_ctc_crops_are_the_same_cells_in_the_same_order(tmp_path):
+    from test_cli import _write_tiny_ctc
+
+    example = _example_module()
+    root = _write_tiny_ctc(tmp_path / "ctc")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        X, y, groups, extra = example.ctc(root, "01", 3, True, [10.0, 16.0], crop_size=20,
+                                          output_size=10, pixel_size=0.5)
+    assert list(extra) == ["full-resolution crops", "10 um crops", "16 um crops"]
+    assert X.shape[1:] == (10, 10) and len(X) == len(y) == len(groups) > 4
+    assert set(np.unique(y)) == {0, 1}
+    for name, shape in [("full-resolution crops", (20, 20)), ("10 um crops", (10, 10)),
+                        ("16 um crops", (10, 10))]:
+        Xo, yo, go = extra[name]
+        assert Xo.shape == (len(y), *shape)
+        assert np.array_equal(yo, y) and np.array_equal(go, groups)
+    # 10 um at 0.5 um per pixel is the main 20-pixel window: the same crops.
+    np.testing.assert_allclose(extra["10 um crops"][0], X, atol=1e-5)
+    # The full-resolution crops binned 2 x 2 show the main crops' cells: each one's
+    # nearest main crop (standardised, so per-crop intensity scaling drops out) is its
+    # own (or ties with it: a cell that does not change gives equal crops).
+    full = extra["full-resolution crops"][0]
+    binned = full.reshape(len(y), 10, 2, 10, 2).mean(axis=(2, 4)).reshape(len(y), -1)
+
+    def standard(a):
+        a = a.reshape(len(a), -1)
+        return (a - a.mean(1, keepdims=True)) / a.std(1, keepdims=True)
+
+    distances = ((standard(binned)[:, None] - standard(X)[None]) ** 2).sum(-1)
+    own = distances[np.arange(len(y)), np.arange(len(y))]
+    assert np.all(own <= distances.min(axis=1) + 1e-3)
+    assert np.all(own < np.median(distances, axis=1))  # the crops are not all alike
+
+
+@pytest.mark.parametrize("flags, match", [
+    (["--crop-um", "0"], "--crop-um sizes must be > 0, got 0"),
+    (["--pixel-size", "-1"], "--pixel-size must be > 0, got -1"),
+])
+def test_example_bad_crop_flags_fail_before_any_work(flags, match, example, monkeypatch,
+                                                     capsys):
+    monkeypatch.setattr(example, "synthetic", lambda *a: pytest.fail("data were made"))
+    with pytest.raises(SystemExit):
+        example.main(flags)
+    assert match in capsys.readouterr().err
