@@ -630,25 +630,34 @@ def _sigterm_as_interrupt():
 
     Batch systems and ``kill`` stop a job with SIGTERM; training then stops
     at the last completed epoch and the model is saved, as after Ctrl-C. The
-    previous handler is restored afterwards. Nothing is changed outside the
-    main thread or when SIGTERM is ignored.
+    handler (for SIGTERM, and for SIGINT while it has Python's default
+    handler) also calls :func:`ai4cellfate.training.loop.request_interrupt`,
+    so an interrupt that Python drops (raised while a garbage-collector
+    callback runs) still stops the fit at the next batch. The previous
+    handlers are restored afterwards. Nothing is changed outside the main
+    thread or for a signal that is ignored.
     """
     import signal
     import threading
 
+    from .training import loop
+
     def handler(signum, frame):
+        loop.request_interrupt()
         raise KeyboardInterrupt(f"signal {signum}")
 
-    previous = None
+    previous = {}
     if threading.current_thread() is threading.main_thread():
-        current = signal.getsignal(signal.SIGTERM)
-        if current is not signal.SIG_IGN:
-            previous = signal.signal(signal.SIGTERM, handler)
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
+            previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, handler)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            previous[signal.SIGINT] = signal.signal(signal.SIGINT, handler)
     try:
         yield
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, before in previous.items():
+            signal.signal(signum, before)
+        loop.clear_interrupt()  # a request no fit acted on ends with the block
 
 
 def _write_model(model, record, model_path, hist_path):

@@ -433,13 +433,62 @@ def test_signal_during_fit_keeps_the_model(signum, dataset, tmp_path):
 
 
 def test_sigterm_handler_is_restored():
+    from ai4cellfate.training import loop
+
     before = signal.getsignal(signal.SIGTERM)
+    before_int = signal.getsignal(signal.SIGINT)
     with cli._sigterm_as_interrupt():
         assert signal.getsignal(signal.SIGTERM) is not before
+        # Ctrl-C gets the same handler, unless the process ignores or handles it itself.
+        assert (signal.getsignal(signal.SIGINT) is not before_int) == (
+            before_int is signal.default_int_handler)
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(1)
+        assert loop._PENDING_INTERRUPT.is_set()  # no fit ran to act on it
     assert signal.getsignal(signal.SIGTERM) is before
+    assert signal.getsignal(signal.SIGINT) is before_int
+    assert not loop._PENDING_INTERRUPT.is_set()  # withdrawn with the block
+
+
+def test_a_signal_python_drops_still_stops_the_fit(nuclei, monkeypatch):
+    """The SIGTERM of a CI run: raised inside JAX's garbage-collector callback, the
+    KeyboardInterrupt was dropped ("Exception ignored in: _xla_gc_callback") and the
+    fit went on to max_epochs. The handler's request now stops it at once."""
+    import gc
+
+    from ai4cellfate import CellFateAAE
+    from ai4cellfate.training import criteria as criteria_module
+
+    dropped = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: dropped.append(u.exc_type))
+    original = criteria_module.StoppingCriteria.on_epoch_end
+
+    def signal_during_a_gc_callback(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 1:  # the first stage-2 epoch
+            def callback(phase, info):
+                gc.callbacks.remove(callback)
+                signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+
+            gc.callbacks.append(callback)
+            gc.collect()  # the handler runs in the callback; Python drops its exception
+
+    monkeypatch.setattr(criteria_module.StoppingCriteria, "on_epoch_end",
+                        signal_during_a_gc_callback)
+    X, y = nuclei
+    model = CellFateAAE(stage1_epochs=1, min_epochs=5, max_epochs=5, augment=False,
+                        batch_size=16, random_state=0, verbose=0)
+    with cli._sigterm_as_interrupt():
+        model.fit(X, y)
+    assert dropped == [KeyboardInterrupt]  # the interrupt itself was lost...
+    assert model.stop_reason_ == "interrupted"  # ...and the fit stopped anyway
+    assert model.n_epochs_ == 2  # after the epoch in which the signal came
+    from ai4cellfate.training import loop
+
+    assert not loop._PENDING_INTERRUPT.is_set()
+    model.fit(X, y)  # a later fit is not interrupted by the old request
+    assert model.stop_reason_ != "interrupted" and model.n_epochs_ == 6
 
 
 # --------------------------------------------------------------------------

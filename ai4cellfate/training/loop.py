@@ -33,6 +33,7 @@ import math
 import os
 import random
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -50,6 +51,8 @@ __all__ = [
     "open_checkpoint",
     "resolve_verbose",
     "seed_everything",
+    "request_interrupt",
+    "clear_interrupt",
     "stage1_weights",
     "train_two_stage",
 ]
@@ -333,6 +336,30 @@ class TrainingResult:
     extra: dict = field(default_factory=dict)
 
 
+#: Set by :func:`request_interrupt`; the running fit stops at the next batch.
+_PENDING_INTERRUPT = threading.Event()
+
+
+def request_interrupt():
+    """Ask the running fit to stop as after Ctrl-C, at the next batch at the latest.
+
+    For signal handlers that turn a signal (SIGTERM from a batch system, say)
+    into ``KeyboardInterrupt``: call this, then raise. Python drops an
+    exception raised while a garbage-collector callback runs (JAX registers
+    one; the interrupt then shows up as "Exception ignored in:
+    _xla_gc_callback" and training would go on); the fit also checks this
+    flag before every batch and after every epoch, so the interrupt is not
+    lost. The flag is cleared when the fit ends on the interrupt, and by
+    :func:`clear_interrupt`.
+    """
+    _PENDING_INTERRUPT.set()
+
+
+def clear_interrupt():
+    """Withdraw a :func:`request_interrupt` that no fit has acted on."""
+    _PENDING_INTERRUPT.clear()
+
+
 def _make_callbacks():
     """Callback classes, created lazily so importing needs no Keras backend."""
     keras = _keras()
@@ -428,7 +455,24 @@ def _make_callbacks():
                 self.best.update(epoch=epoch, score=score,
                                  weights=[np.array(w) for w in self.model.get_weights()])
 
-    return EpochRecorder, ShuffledBatches, Checkpointer, BestEpoch
+    class InterruptGuard(keras.callbacks.Callback):
+        """Raise ``KeyboardInterrupt`` once :func:`request_interrupt` was called.
+
+        Batch-begin and epoch-end hooks only: a batch-end hook would make
+        Keras convert every batch's logs in the loop (no async dispatch).
+        """
+
+        def _check(self):
+            if _PENDING_INTERRUPT.is_set():
+                raise KeyboardInterrupt("interrupt requested")
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self._check()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._check()
+
+    return EpochRecorder, ShuffledBatches, Checkpointer, BestEpoch, InterruptGuard
 
 
 def _history_frame(rows, records, latent_dim, kept_epoch):
@@ -595,7 +639,7 @@ def train_two_stage(model, train_data, criteria_data, schedule, rule, *, seed, e
     """
     from .._version import __version__
 
-    Recorder, ShuffledBatches, Checkpointer, BestEpoch = _make_callbacks()
+    Recorder, ShuffledBatches, Checkpointer, BestEpoch, InterruptGuard = _make_callbacks()
     X_tr, y_tr = train_data
     X_fit, y_fit, X_val, y_val = criteria_data
     batches = ShuffledBatches(X_tr, y_tr, schedule.batch_size, seed + 1)
@@ -640,6 +684,7 @@ def train_two_stage(model, train_data, criteria_data, schedule, rule, *, seed, e
         )
 
     extra = [Checkpointer(checkpoint.every, save_state)] if checkpoint is not None else []
+    extra.append(InterruptGuard())  # last: an epoch it stops after is recorded and saved
     stop = STOP_REASONS["max_epochs"]
     # Batch order comes from ShuffledBatches alone: Keras would reshuffle the
     # batches with Python's global `random`, which a checkpoint cannot hold.
@@ -665,6 +710,7 @@ def train_two_stage(model, train_data, criteria_data, schedule, rule, *, seed, e
         if criteria.met:
             stop = STOP_REASONS["criteria"]
     except KeyboardInterrupt:
+        _PENDING_INTERRUPT.clear()  # acted on
         stop = STOP_REASONS["interrupted"]
         if "weights" in snapshot:  # back to the last completed epoch
             model.set_weights(snapshot["weights"])
