@@ -67,6 +67,7 @@ __all__ = [
     "label_budget_study",
     "latent_dim_study",
     "make_cv",
+    "make_extended_latent",
     "make_hybrid",
     "spread",
     "summarize",
@@ -114,7 +115,8 @@ _SETTING_COLUMNS = ("model", "features", "setting", "latent_dim", "budget", "tim
                     "variant")
 
 #: Variants of :func:`beyond_preprint`, in the order they are reported.
-BEYOND_VARIANTS = ("preprint", "seed ensemble", "latent_dim 3", "latent_dim 5", "hybrid")
+BEYOND_VARIANTS = ("preprint", "seed ensemble", "latent_dim 3", "latent_dim 5",
+                   "2-D + 3 extra", "hybrid")
 
 #: Hand-picked baselines :func:`beyond_preprint` can run on the same folds.
 BEYOND_BASELINES = (
@@ -1134,21 +1136,13 @@ def make_hybrid(aae=None, *, region_features=None, classifier=None):
     >>> hybrid.get_params()["features__latent__latent_dim"]
     2
     """
-    import sklearn
     from sklearn.pipeline import FeatureUnion, Pipeline
 
     if aae is None:
         from .estimator import CellFateAAE
 
         aae = CellFateAAE()
-    elif not all(hasattr(aae, m) for m in ("fit", "transform", "get_params")):
-        raise TypeError(
-            f"aae must be an unfitted transformer such as CellFateAAE, got "
-            f"{type(aae).__name__}.")
-    aae = clone(aae)
-    if hasattr(aae, "set_fit_request") and "groups" in _fit_parameters(aae):
-        with sklearn.config_context(enable_metadata_routing=True):
-            aae = aae.set_fit_request(groups=True)
+    aae = _routed_latent(aae)
     if region_features is None:
         from .features import RegionFeatures
 
@@ -1170,6 +1164,118 @@ def make_hybrid(aae=None, *, region_features=None, classifier=None):
     ])
 
 
+def _routed_latent(aae, name="aae"):
+    """A clone of an unfitted autoencoder that asks for ``groups`` through routing."""
+    import sklearn
+
+    if not all(hasattr(aae, m) for m in ("fit", "transform", "get_params")):
+        raise TypeError(
+            f"{name} must be an unfitted transformer such as CellFateAAE, got "
+            f"{type(aae).__name__}.")
+    aae = clone(aae)
+    if hasattr(aae, "set_fit_request") and "groups" in _fit_parameters(aae):
+        with sklearn.config_context(enable_metadata_routing=True):
+            aae = aae.set_fit_request(groups=True)
+    return aae
+
+
+def make_extended_latent(aae=None, *, extra_dims=3, extra=None, classifier=None):
+    """A 2-D interpretable latent plus extra latent dimensions used only for prediction.
+
+    A plain scikit-learn :class:`~sklearn.pipeline.Pipeline`::
+
+        Pipeline([
+            ("features", FeatureUnion([
+                ("latent", aae),                                  # z0, z1
+                ("extra", clone(aae).set_params(latent_dim=extra_dims)),
+            ])),
+            ("scale", StandardScaler()),
+            ("classifier", LogisticRegression(class_weight="balanced",
+                                              max_iter=2000)),
+        ])
+
+    Two autoencoders are fitted on the same training crops and labels: the
+    first is the preprint's model with its 2-D latent space, whose two axes
+    stay the ones to plot and traverse (``features`` ->
+    ``transformer_list[0]``, e.g. for
+    :func:`~ai4cellfate.interpret.latent_traversal`); the second adds
+    ``extra_dims`` latent features that only the classifier sees. Keeping
+    the extra dimensions in a model of their own leaves the 2-D latent
+    exactly as interpretable (decorrelated, traversable) as the preprint's,
+    which one 5-D latent is not; the price is a second fit.
+
+    The autoencoders ask for ``groups`` through scikit-learn's metadata
+    routing (see :func:`make_hybrid`).
+
+    Parameters
+    ----------
+    aae : estimator, default=None
+        Unfitted autoencoder for the interpretable latent; ``None`` means
+        ``CellFateAAE()``. It is cloned.
+    extra_dims : int, default=3
+        Latent dimensions of the second autoencoder (a clone of ``aae``
+        with ``latent_dim=extra_dims``). Ignored when ``extra`` is given.
+    extra : estimator, default=None
+        Unfitted transformer for the extra features instead (e.g. a
+        ``CellFateAAE(latent_dim=3, lambda_contra=0)`` without supervision).
+    classifier : estimator, default=None
+        Unfitted classifier with ``predict_proba``; ``None`` means the
+        class-balanced logistic regression above.
+
+    Returns
+    -------
+    model : sklearn.pipeline.Pipeline
+        Unfitted; its steps are ``"features"`` (with ``"latent"`` and
+        ``"extra"``), ``"scale"`` and ``"classifier"``, so its parameters
+        read e.g. ``features__extra__latent_dim`` or ``classifier__C``.
+
+    Raises
+    ------
+    ValueError
+        ``extra_dims`` not an int >= 1.
+    TypeError
+        An argument that is not an unfitted transformer (or classifier).
+
+    See Also
+    --------
+    make_hybrid : the latent plus the hand-picked region features.
+
+    Examples
+    --------
+    >>> model = make_extended_latent(extra_dims=3)
+    >>> params = model.get_params()
+    >>> params["features__latent__latent_dim"], params["features__extra__latent_dim"]
+    (2, 3)
+    """
+    from sklearn.pipeline import FeatureUnion, Pipeline
+
+    if aae is None:
+        from .estimator import CellFateAAE
+
+        aae = CellFateAAE()
+    latent = _routed_latent(aae)
+    if extra is None:
+        if not _is_int(extra_dims) or extra_dims < 1:
+            raise ValueError(f"extra_dims must be an int >= 1, got {extra_dims!r}.")
+        if "latent_dim" not in latent.get_params(deep=False):
+            raise ValueError(
+                f"extra_dims needs an aae with a latent_dim parameter; "
+                f"{type(aae).__name__} has none: pass extra instead.")
+        extra = clone(aae).set_params(latent_dim=int(extra_dims))
+    extra = _routed_latent(extra, "extra")
+    if classifier is None:
+        classifier = LogisticRegression(class_weight="balanced", max_iter=2000)
+    elif not all(hasattr(classifier, m) for m in ("fit", "predict_proba", "get_params")):
+        raise TypeError(
+            f"classifier must be an unfitted classifier with predict_proba, got "
+            f"{type(classifier).__name__}.")
+    return Pipeline([
+        ("features", FeatureUnion([("latent", latent), ("extra", extra)])),
+        ("scale", StandardScaler()),
+        ("classifier", clone(classifier)),
+    ])
+
+
 def _fit_parameters(est):
     try:
         return inspect.signature(est.fit).parameters
@@ -1182,6 +1288,7 @@ def _variant_spec(name, model, estimator, dataset="default", routed=False):
     params = estimator.get_params(deep=True) if hasattr(estimator, "get_params") else {}
     if routed:  # make_hybrid: seed the autoencoder and the classifier
         seed_params = [p for p in ("features__latent__random_state",
+                                   "features__extra__random_state",
                                    "classifier__random_state") if p in params]
         groups = "route"
     else:
@@ -1452,6 +1559,11 @@ def beyond_preprint(
       their ``predict_proba``;
     - ``"latent_dim 3"`` and ``"latent_dim 5"``: the same model with a 3-
       or 5-dimensional latent space and the same latent classifier;
+    - ``"2-D + 3 extra"``: the preprint's 2-D latent plus the 3-D latent of
+      a second such model, in one logistic regression
+      (:func:`make_extended_latent`): the 2-D latent stays interpretable,
+      the extra dimensions are used only for prediction; its latent
+      columns describe the 2-D latent;
     - ``"hybrid"``: the latent features and the hand-picked region features
       in one logistic regression (:func:`make_hybrid`);
     - one more variant per entry of ``datasets``: the preprint's model on
@@ -1726,6 +1838,11 @@ def _builtin_variant(name, template, n_ensemble, region_features):
     if name.startswith("latent_dim "):
         return _variant_spec(name, model, clone(template).set_params(
             latent_dim=int(name.split()[1])))
+    if name.startswith("2-D + "):
+        extra_dims = int(name.split()[2])
+        return _variant_spec(name, f"{model} + {model} ({extra_dims}-D)",
+                             make_extended_latent(template, extra_dims=extra_dims),
+                             routed=True)
     return _variant_spec(name, f"{model} + RegionFeatures",
                          make_hybrid(template, region_features=region_features), routed=True)
 

@@ -1,7 +1,8 @@
 """Beyond the preprint: variants of AI4CellFate against hand-picked features.
 
 Runs :func:`ai4cellfate.studies.beyond_preprint`: the preprint's model, a
-seed ensemble, 3- and 5-dimensional latent spaces, a hybrid of the latent
+seed ensemble, 3- and 5-dimensional latent spaces, the 2-D latent plus the
+latent of a second (3-D) model used only for prediction, a hybrid of the latent
 and the region features, and the same model on other crops of the same
 cells, against the best hand-picked baselines (logistic regression on all
 region features, the best pair of region features), all under one grouped
@@ -15,7 +16,7 @@ Usage::
         [--sequence 02] [--horizon 24] [--crop-size 40] [--output-size 20]
         [--full-resolution] [--crop-um UM [UM ...]] [--pixel-size UM]
         [--cv 5] [--seeds 0 1 2] [--ensemble 5] [--n-jobs 1]
-        [--variants preprint hybrid ...]
+        [--context MAX_LAG [--context-frames N]] [--variants preprint hybrid ...]
         [--stage1-epochs N] [--min-epochs N] [--max-epochs N]
 
 ``CTC_DIR`` is a Cell Tracking Challenge folder (e.g. ``Fluo-N2DL-HeLa``),
@@ -24,9 +25,15 @@ output_size=20)``. ``--full-resolution`` adds the same cells cropped at the
 movie's resolution (``output_size=crop_size``), ``--crop-um UM [UM ...]`` the
 same cells in windows of ``UM`` micrometres, one variant per size (needs the
 pixel size: the movie's metadata or ``--pixel-size``); cells missing from one
-of them are left out of all, so every model sees the same cells. Other crops of the same cells (several frames
-as channels, for temporal context) plug in through the study's
-``datasets`` argument. Without ``CTC_DIR`` the script uses synthetic nuclei
+of them are left out of all, so every model sees the same cells.
+``--context MAX_LAG`` adds temporal context
+(:func:`ai4cellfate.datasets.temporal_context`): the crop of frame ``t``
+with the crop of the same cell at its most recent earlier frame at most
+``MAX_LAG`` frames before (``--context-frames N``: the N most recent) as
+channels; the fate horizon counts from ``t``, the last frame used. Only
+cells seen at such an earlier frame have it, so every model then runs on
+those cells only (the baselines see frame ``t``). Without ``CTC_DIR`` the
+script uses synthetic nuclei
 (:func:`ai4cellfate.datasets.make_nuclei`, pairs of cells as lineages) and,
 as the extra dataset, the same nuclei at twice the resolution.
 
@@ -85,9 +92,9 @@ def synthetic(n_cells, image_size, random_state=0):
 
 
 def ctc(path, sequence, horizon, full_resolution, crop_um=(), crop_size=40, output_size=20,
-        pixel_size=None):
+        pixel_size=None, context=None, n_earlier=1):
     """A CTC sequence, and the same cells cropped other ways, on common samples."""
-    from ai4cellfate.datasets import load_ctc
+    from ai4cellfate.datasets import load_ctc, temporal_context
 
     common = dict(sequence=sequence, horizon=horizon, pixel_size=pixel_size)
     main = load_ctc(path, crop_size=crop_size, output_size=output_size, **common)
@@ -98,6 +105,10 @@ def ctc(path, sequence, horizon, full_resolution, crop_um=(), crop_size=40, outp
     for um in crop_um or ():
         others[f"{um:g} um crops"] = load_ctc(path, crop_size_um=um,
                                               output_size=output_size, **common)
+    if context is not None:
+        frames = "frame t" if n_earlier == 1 else f"{n_earlier} frames"
+        others[f"{frames} before + t (lag <= {context})"] = temporal_context(
+            main, max_lag=context, n_earlier=n_earlier)
     # Keep the samples every dataset has, in the main dataset's order.
     keys = pd.MultiIndex.from_frame(main.table[KEYS])
     keep = np.isin(main.y, (0, 1))
@@ -165,6 +176,11 @@ def main(argv=None):
     parser.add_argument("--crop-um", type=float, nargs="+", default=[],
                         help="add the same cells in windows of this many micrometres "
                              "(one variant per size)")
+    parser.add_argument("--context", type=int, default=None, metavar="MAX_LAG",
+                        help="add temporal context: the same cells' crops at earlier "
+                             "frames at most MAX_LAG frames before, as channels")
+    parser.add_argument("--context-frames", type=int, default=1, metavar="N",
+                        help="earlier frames per crop for --context (default 1)")
     parser.add_argument("--pixel-size", type=float, default=None,
                         help="pixel size in um (default: the movie's metadata)")
     parser.add_argument("--cv", type=int, default=None, help="folds (default 5; quick 2)")
@@ -188,6 +204,13 @@ def main(argv=None):
     for um in args.crop_um:
         if not um > 0:
             parser.error(f"--crop-um sizes must be > 0, got {um:g}")
+    if args.context is not None and args.context < 1:
+        parser.error(f"--context must be >= 1 (frames), got {args.context}")
+    if args.context_frames < 1:
+        parser.error(f"--context-frames must be >= 1, got {args.context_frames}")
+    if args.context is not None and args.ctc_dir is None:
+        parser.error("--context needs a tracked movie (CTC_DIR): synthetic nuclei have "
+                     "no earlier frames")
     if args.pixel_size is not None and not args.pixel_size > 0:
         parser.error(f"--pixel-size must be > 0, got {args.pixel_size:g}")
     for name, value in schedule.items():
@@ -212,7 +235,8 @@ def main(argv=None):
     else:
         X, y, groups, extra = ctc(args.ctc_dir, args.sequence, args.horizon,
                                   args.full_resolution, args.crop_um, args.crop_size,
-                                  args.output_size, args.pixel_size)
+                                  args.output_size, args.pixel_size, args.context,
+                                  args.context_frames)
     start = time.perf_counter()
     res = studies.beyond_preprint(
         X, y, groups, variants=args.variants, datasets=extra,

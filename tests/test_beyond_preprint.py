@@ -27,7 +27,8 @@ from sklearn.preprocessing import StandardScaler
 from ai4cellfate import studies
 from ai4cellfate.datasets import make_nuclei
 from ai4cellfate.ensemble import SeedEnsemble
-from ai4cellfate.studies import BEYOND_VARIANTS, beyond_preprint, make_hybrid, spread
+from ai4cellfate.studies import (BEYOND_VARIANTS, beyond_preprint, make_extended_latent,
+                                 make_hybrid, spread)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(stage1_epochs=1, min_epochs=0, max_epochs=1, augment=False, batch_size=16,
@@ -268,8 +269,9 @@ def test_rows_seeds_datasets_and_groups(crops):
     assert FITS and all(got for _, got in FITS)
     # latent_dim variants really have 3 and 5 latent features (|corr| over pairs exists)
     assert res.loc[res["variant"] == "latent_dim 5", "latent_abs_corr"].notna().all()
-    # the ensemble of 3 members fits 3 models per fold, seed and stage
-    assert len(FITS) == 3 * 2 * 2 * (len(BEYOND_VARIANTS) + 1 + 2)
+    # the ensemble of 3 members fits 3 models per fold, seed and stage, the 2-D + 3
+    # extra variant two
+    assert len(FITS) == 3 * 2 * 2 * (len(BEYOND_VARIANTS) + 1 + 2 + 1)
     # a seed changes the stand-in's projection, so the seeds give different scores
     pre = res[res["variant"] == "preprint"]
     assert pre.groupby("fold")["auc"].nunique().max() == 2
@@ -345,6 +347,42 @@ def test_make_hybrid_routes_groups_to_the_autoencoder(crops):
     assert fitted[:-2].transform(X).shape == (len(X), 2 + 12)  # latent + region features
     assert fitted.predict_proba(X[:3]).shape == (3, 2)
     assert hybrid.get_params()["features__latent__random_state"] == 0
+
+
+def test_make_extended_latent_adds_a_second_latent_for_the_classifier_only(crops):
+    X, y, groups = crops
+    model = make_extended_latent(TinyAAE(random_state=0), extra_dims=3)
+    with sklearn.config_context(enable_metadata_routing=True):
+        fitted = clone(model).fit(X, y, groups=groups)
+    assert [got for _, got in FITS] == [True, True]  # both autoencoders got the groups
+    latent, extra = (t for _, t in fitted.named_steps["features"].transformer_list)
+    assert latent.latent_dim == 2 and extra.latent_dim == 3
+    # the classifier's features: the 2-D latent, then the 3 extra dimensions
+    expected = np.hstack([TinyAAE(random_state=0).fit(X, y).transform(X),
+                          TinyAAE(latent_dim=3, random_state=0).fit(X, y).transform(X)])
+    np.testing.assert_allclose(fitted[:-2].transform(X), expected)
+    scaled = (expected - expected.mean(0)) / expected.std(0)
+    clf = LogisticRegression(class_weight="balanced", max_iter=2000).fit(scaled, y)
+    np.testing.assert_allclose(fitted.predict_proba(X), clf.predict_proba(scaled), rtol=1e-6)
+    # the study reports the interpretable 2-D latent's |corr| and KL
+    Z = studies._latents_of(fitted, X)
+    assert len(Z) == 1 and Z[0].shape == (len(X), 2)
+    params = model.get_params()
+    assert params["features__latent__random_state"] == params["features__extra__random_state"]
+    own = make_extended_latent(TinyAAE(), extra=TinyAAE(latent_dim=4, lambda_contra=0.0))
+    assert own.get_params()["features__extra__latent_dim"] == 4
+    from ai4cellfate import CellFateAAE
+
+    default = make_extended_latent()
+    assert isinstance(default.named_steps["features"].transformer_list[0][1], CellFateAAE)
+    with pytest.raises(ValueError, match="extra_dims must be an int >= 1, got 0"):
+        make_extended_latent(TinyAAE(), extra_dims=0)
+    with pytest.raises(TypeError, match="extra must be an unfitted transformer"):
+        make_extended_latent(TinyAAE(), extra=LogisticRegression())
+    with pytest.raises(TypeError, match="aae must be an unfitted transformer"):
+        make_extended_latent(LogisticRegression())
+    with pytest.raises(TypeError, match="classifier must be an unfitted classifier"):
+        make_extended_latent(TinyAAE(), classifier=StandardScaler())
 
 
 @pytest.mark.parametrize(
@@ -518,9 +556,35 @@ def test_example_ctc_crops_are_the_same_cells_in_the_same_order(tmp_path):
     assert np.all(own < np.median(distances, axis=1))  # the crops are not all alike
 
 
+def test_example_ctc_temporal_context(tmp_path):
+    from test_cli import _write_tiny_ctc
+
+    from ai4cellfate.datasets import load_ctc, temporal_context
+
+    example = _example_module()
+    root = _write_tiny_ctc(tmp_path / "ctc")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        X, y, groups, extra = example.ctc(root, "01", 3, False, crop_size=20,
+                                          output_size=10, context=2)
+        main = load_ctc(root, "01", horizon=3, crop_size=20, output_size=10)
+    (name,) = extra
+    assert name == "frame t before + t (lag <= 2)"
+    Xc, yc, gc = extra[name]
+    assert Xc.shape == (len(y), 10, 10, 2) and np.array_equal(yc, y)
+    assert np.array_equal(gc, groups)
+    # every model runs on the cells that have an earlier frame: fewer than all
+    assert len(y) == len(temporal_context(main, max_lag=2)) < len(main)
+    # the last channel is the cell's own crop at t, the main dataset's crop
+    np.testing.assert_array_equal(Xc[..., 1], X)
+
+
 @pytest.mark.parametrize("flags, match", [
     (["--crop-um", "0"], "--crop-um sizes must be > 0, got 0"),
     (["--pixel-size", "-1"], "--pixel-size must be > 0, got -1"),
+    (["x", "--context", "0"], "--context must be >= 1 (frames), got 0"),
+    (["x", "--context", "2", "--context-frames", "0"], "--context-frames must be >= 1"),
+    (["--context", "2"], "--context needs a tracked movie"),
 ])
 def test_example_bad_crop_flags_fail_before_any_work(flags, match, example, monkeypatch,
                                                      capsys):

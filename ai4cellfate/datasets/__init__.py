@@ -1,5 +1,6 @@
 """Datasets: synthetic nuclei, and fate datasets from tracked time-lapse movies."""
 
+from ._context import temporal_context
 from ._fate import FateDataset
 from ._frames import FrameSequence
 from .ctc import CTCSequence, load_ctc, read_ctc
@@ -19,4 +20,5 @@ __all__ = [
     "read_ctc",
     "read_trackmate",
     "read_trackmate_csv",
+    "temporal_context",
 ]
