@@ -69,6 +69,7 @@ __all__ = [
     "make_cv",
     "make_extended_latent",
     "make_hybrid",
+    "reselect",
     "spread",
     "summarize",
     "time_point_study",
@@ -1824,6 +1825,95 @@ def beyond_preprint(
                         inner[(name, k, seed)]["inner_seconds"] for name in variant_names))
                 rows.append(row)
     return _frame(rows, ["variant", "dataset"], extra=_BEYOND_EXTRA)
+
+
+def reselect(results, variants=None):
+    """The ``"selected"`` rows of :func:`beyond_preprint` again, over other variants.
+
+    A study of many variants takes long; it may run in pieces (one call per
+    group of variants, on the same data, folds and seeds) whose tables are
+    concatenated. Each piece's ``"selected"`` rows chose among that piece's
+    variants only. This recomputes them from the stored inner-validation
+    scores: per fold and seed, the variant of highest
+    ``inner_balanced_accuracy`` (ties: the earlier in ``variants``) is
+    chosen, and its test row becomes the ``"selected"`` row. The test folds
+    play no part, as in the study itself.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        Rows of :func:`beyond_preprint` (one or several calls, concatenated).
+    variants : sequence of str, default=None
+        Variants to choose among, in order of preference for ties; ``None``:
+        every variant of ``results`` that is neither a baseline
+        (:data:`BEYOND_BASELINES`) nor ``"selected"``, in order of first
+        appearance.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``results`` without its old ``"selected"`` rows, plus one new
+        ``"selected"`` row per fold and seed. Its ``fit_seconds`` is NaN: the
+        inner fits' times are not in the table (the study's own rows count
+        them).
+
+    Raises
+    ------
+    ValueError
+        A variant without an inner-validation score (run with
+        ``select=False``), a (variant, fold, seed) given twice (the same
+        variant in two pieces: drop one), or variants that were not run on
+        the same folds and seeds.
+
+    Examples
+    --------
+    >>> both = pd.concat([first_piece, second_piece])  # doctest: +SKIP
+    >>> reselect(both)  # doctest: +SKIP
+    """
+    if not isinstance(results, pd.DataFrame):
+        raise TypeError(f"results must be a DataFrame, got {type(results).__name__}.")
+    missing = [c for c in ("variant", "fold", "seed", "inner_balanced_accuracy", "chosen",
+                           "fit_seconds") if c not in results.columns]
+    if missing:
+        raise ValueError(f"results lack column(s) {missing}: pass what beyond_preprint "
+                         "returned.")
+    rest = results[results["variant"] != _SELECTED]
+    if variants is None:
+        variants = [v for v in pd.unique(rest["variant"])
+                    if v not in BEYOND_BASELINES]
+    else:
+        variants = list([variants] if isinstance(variants, str) else variants)
+        unknown = [v for v in variants if v not in set(rest["variant"])]
+        if unknown or not variants:
+            raise ValueError(f"variants must name variants of results, got {unknown or variants}.")
+    rows = rest[rest["variant"].isin(variants)]
+    dup = rows.duplicated(["variant", "fold", "seed"])
+    if dup.any():
+        v, k, seed = rows.loc[dup, ["variant", "fold", "seed"]].iloc[0]
+        raise ValueError(f"results hold variant {v!r} twice for fold {k}, seed {seed}: "
+                         "drop one of the pieces' rows.")
+    scores = rows.pivot(index=["fold", "seed"], columns="variant",
+                        values="inner_balanced_accuracy").reindex(columns=variants)
+    if scores.isna().all().any():
+        raise ValueError(
+            f"variant(s) {list(scores.columns[scores.isna().all()])} have no inner-"
+            "validation score (run with select=True).")
+    if scores.isna().any().any():
+        raise ValueError("the variants were not run on the same folds and seeds: "
+                         f"{int(scores.isna().sum().sum())} (variant, fold, seed) missing.")
+    tests = rows.groupby(["fold", "seed"])["n_test"].nunique() if "n_test" in rows else None
+    if tests is not None and (tests > 1).any():
+        raise ValueError("the variants were not run on the same folds: test sizes differ.")
+    best = scores.to_numpy().argmax(axis=1)  # first maximum: the earlier variant
+    by_key = rows.set_index(["variant", "fold", "seed"])
+    new = []
+    for (k, seed), j in zip(scores.index, best):
+        row = by_key.loc[(variants[j], k, seed)].to_dict()
+        row.update(variant=_SELECTED, model=_SELECTED, fold=k, seed=seed,
+                   chosen=variants[j], fit_seconds=np.nan)
+        new.append(row)
+    out = pd.concat([rest, pd.DataFrame(new)], ignore_index=True)
+    return out[list(results.columns)]
 
 
 def _builtin_variant(name, template, n_ensemble, region_features):

@@ -325,6 +325,50 @@ def test_selection_never_sees_the_test_folds(crops, monkeypatch):
                            fold0(other, "selected")["balanced_accuracy"])
 
 
+def test_reselect_over_pieces_equals_one_run_of_all_variants(crops):
+    X, y, groups = crops
+    kw = dict(cv=2, seeds=(0, 1), aae=TinyAAE(), n_ensemble=2,
+              baselines=["LogisticRegression"])
+    whole = beyond_preprint(X, y, groups, variants=["preprint", "latent_dim 3", "hybrid"],
+                            **kw)
+    first = beyond_preprint(X, y, groups, variants=["preprint"], **kw)
+    second = beyond_preprint(X, y, groups, variants=["latent_dim 3", "hybrid"], baselines=(),
+                             **{k: v for k, v in kw.items() if k != "baselines"})
+    merged = studies.reselect(pd.concat([first, second], ignore_index=True))
+    assert list(merged.columns) == list(whole.columns)
+    key = ["variant", "fold", "seed"]
+    got = merged.sort_values(key).reset_index(drop=True)
+    want = whole.sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got.drop(columns="fit_seconds"),
+                                  want.drop(columns="fit_seconds"), check_dtype=False)
+    selected = got["variant"] == "selected"
+    assert got.loc[selected, "fit_seconds"].isna().all()
+    assert got.loc[~selected, "fit_seconds"].tolist() != []
+    # each piece alone chose among its own variants; reselect chose among all three,
+    # and somewhere a variant of the second piece beat the first's
+    assert set(first.loc[first["variant"] == "selected", "chosen"]) == {"preprint"}
+    assert "latent_dim 3" in set(got.loc[selected, "chosen"])
+    # the order of variants breaks ties: a tie everywhere picks the first named
+    tie = merged.copy()
+    tie["inner_balanced_accuracy"] = np.where(tie["variant"] == "LogisticRegression",
+                                              np.nan, 0.5)
+    assert set(studies.reselect(tie, variants=["hybrid", "preprint"])
+               .query("variant == 'selected'")["chosen"]) == {"hybrid"}
+    with pytest.raises(ValueError, match="variant 'preprint' twice for fold 0"):
+        studies.reselect(pd.concat([first, first, second]))
+    with pytest.raises(ValueError, match="not run on the same folds and seeds"):
+        studies.reselect(pd.concat([first, second[second["seed"] == 0]]))
+    no_inner = beyond_preprint(X, y, groups, variants=["latent_dim 5"], baselines=(),
+                               select=False, **{k: v for k, v in kw.items()
+                                                if k != "baselines"})
+    with pytest.raises(ValueError, match=r"\['latent_dim 5'\] have no inner-validation"):
+        studies.reselect(pd.concat([first, no_inner]))
+    with pytest.raises(ValueError, match="variants must name variants"):
+        studies.reselect(first, variants=["nope"])
+    with pytest.raises(ValueError, match="lack column"):
+        studies.reselect(first.drop(columns="inner_balanced_accuracy"))
+
+
 def test_custom_variants_and_no_selection(crops):
     X, y, groups = crops
     res = beyond_preprint(X, y, groups, cv=2, seeds=0, aae=TinyAAE(),
