@@ -69,6 +69,7 @@ __all__ = [
     "make_cv",
     "make_extended_latent",
     "make_hybrid",
+    "make_latent_trajectory",
     "reselect",
     "spread",
     "summarize",
@@ -1277,6 +1278,74 @@ def make_extended_latent(aae=None, *, extra_dims=3, extra=None, classifier=None)
     ])
 
 
+def make_latent_trajectory(aae=None, *, channels_per_frame=1, differences=True,
+                           classifier=None):
+    """Fate from the latent trajectory of temporal-context crops.
+
+    A plain scikit-learn :class:`~sklearn.pipeline.Pipeline`::
+
+        Pipeline([
+            ("latents", FrameLatents(aae)),    # z of every frame, and its change
+            ("scale", StandardScaler()),
+            ("classifier", LogisticRegression(class_weight="balanced",
+                                              max_iter=2000)),
+        ])
+
+    for crops made by :func:`ai4cellfate.datasets.temporal_context`: the
+    autoencoder is fitted on the frame-``t`` crops (the preprint's model on
+    the preprint's input) and encodes every frame; the classifier sees the
+    latent vectors of all frames and their change from the oldest one
+    (:class:`~ai4cellfate.temporal.FrameLatents`). ``groups`` reach the
+    autoencoder through metadata routing (see :func:`make_hybrid`).
+
+    Parameters
+    ----------
+    aae : estimator, default=None
+        Unfitted autoencoder; ``None`` means ``CellFateAAE()``.
+    channels_per_frame, differences
+        See :class:`~ai4cellfate.temporal.FrameLatents`.
+    classifier : estimator, default=None
+        Unfitted classifier with ``predict_proba``; ``None`` means the
+        class-balanced logistic regression above.
+
+    Returns
+    -------
+    model : sklearn.pipeline.Pipeline
+        Unfitted; steps ``"latents"``, ``"scale"``, ``"classifier"``.
+
+    Examples
+    --------
+    >>> model = make_latent_trajectory()
+    >>> model.get_params()["latents__aae__latent_dim"]
+    2
+    """
+    import sklearn
+    from sklearn.pipeline import Pipeline
+
+    from .temporal import FrameLatents
+
+    if aae is None:
+        from .estimator import CellFateAAE
+
+        aae = CellFateAAE()
+    elif not all(hasattr(aae, m) for m in ("fit", "transform", "get_params")):
+        raise TypeError(
+            f"aae must be an unfitted transformer such as CellFateAAE, got "
+            f"{type(aae).__name__}.")
+    if classifier is None:
+        classifier = LogisticRegression(class_weight="balanced", max_iter=2000)
+    elif not all(hasattr(classifier, m) for m in ("fit", "predict_proba", "get_params")):
+        raise TypeError(
+            f"classifier must be an unfitted classifier with predict_proba, got "
+            f"{type(classifier).__name__}.")
+    latents = FrameLatents(clone(aae), channels_per_frame=channels_per_frame,
+                           differences=differences)
+    with sklearn.config_context(enable_metadata_routing=True):
+        latents = latents.set_fit_request(groups=True)
+    return Pipeline([("latents", latents), ("scale", StandardScaler()),
+                     ("classifier", clone(classifier))])
+
+
 def _fit_parameters(est):
     try:
         return inspect.signature(est.fit).parameters
@@ -1284,17 +1353,35 @@ def _fit_parameters(est):
         return {}
 
 
-def _variant_spec(name, model, estimator, dataset="default", routed=False):
-    """How to fit one variant: its estimator, seed parameters and groups."""
+def _routes_groups(estimator):
+    """Whether a meta-estimator (a Pipeline...) routes ``groups`` to a step's fit."""
+    import sklearn
+
+    if not hasattr(estimator, "get_metadata_routing"):
+        return False
+    try:
+        with sklearn.config_context(enable_metadata_routing=True):
+            return "groups" in estimator.get_metadata_routing().consumes("fit", ["groups"])
+    except Exception:  # an estimator without routing support
+        return False
+
+
+def _variant_spec(name, model, estimator, dataset="default", routed=None):
+    """How to fit one variant: its estimator, seed parameters and groups.
+
+    Every ``random_state`` of the estimator and of the estimators inside it
+    gets the row's seed; ``groups`` go to ``fit`` when it takes them, or
+    through metadata routing when a step asked for them (``routed``:
+    ``None`` finds out).
+    """
     params = estimator.get_params(deep=True) if hasattr(estimator, "get_params") else {}
-    if routed:  # make_hybrid: seed the autoencoder and the classifier
-        seed_params = [p for p in ("features__latent__random_state",
-                                   "features__extra__random_state",
-                                   "classifier__random_state") if p in params]
+    seed_params = [p for p in params if p == "random_state" or p.endswith("__random_state")]
+    if "groups" in _fit_parameters(estimator):
+        groups = "fit"
+    elif routed if routed is not None else _routes_groups(estimator):
         groups = "route"
     else:
-        seed_params = ["random_state"] if "random_state" in params else []
-        groups = "fit" if "groups" in _fit_parameters(estimator) else None
+        groups = None
     return {"name": name, "model": model, "estimator": estimator, "dataset": dataset,
             "seed_params": seed_params, "groups": groups}
 
@@ -1328,6 +1415,7 @@ def _latents_of(est, X):
     from sklearn.pipeline import FeatureUnion, Pipeline
 
     from .ensemble import SeedEnsemble
+    from .temporal import FrameLatents
 
     if isinstance(est, SeedEnsemble):
         return [Z for member in est.estimators_ for Z in _latents_of(member, X)]
@@ -1336,6 +1424,8 @@ def _latents_of(est, X):
         for _, step in est.steps:
             if step is None or step == "passthrough":
                 continue
+            if isinstance(step, FrameLatents):  # the latent of frame t
+                return [step.aae_.transform(step._frames(Xt, fitting=False)[-1])]
             if isinstance(step, FeatureUnion):
                 inner = [t for _, t in step.transformer_list if _is_latent_model(t)]
                 if inner:

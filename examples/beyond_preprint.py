@@ -32,7 +32,13 @@ with the crop of the same cell at its most recent earlier frame at most
 ``MAX_LAG`` frames before (``--context-frames N``: the N most recent) as
 channels; the fate horizon counts from ``t``, the last frame used. Only
 cells seen at such an earlier frame have it, so every model then runs on
-those cells only (the baselines see frame ``t``). Without ``CTC_DIR`` the
+those cells only, and on the stacks: the baselines get the region features
+of every frame, the preprint's model on frame ``t`` alone becomes the
+``frame t only`` variant, and the variants are the preprint's model on the
+frames as channels and the latent trajectory
+(:func:`ai4cellfate.studies.make_latent_trajectory`: the frame-``t`` model's
+latent of every frame and its change); built-in variants named with
+``--variants`` run on the stacks too. Without ``CTC_DIR`` the
 script uses synthetic nuclei
 (:func:`ai4cellfate.datasets.make_nuclei`, pairs of cells as lineages) and,
 as the extra dataset, the same nuclei at twice the resolution.
@@ -106,8 +112,7 @@ def ctc(path, sequence, horizon, full_resolution, crop_um=(), crop_size=40, outp
         others[f"{um:g} um crops"] = load_ctc(path, crop_size_um=um,
                                               output_size=output_size, **common)
     if context is not None:
-        frames = "frame t" if n_earlier == 1 else f"{n_earlier} frames"
-        others[f"{frames} before + t (lag <= {context})"] = temporal_context(
+        others[context_name(context, n_earlier)] = temporal_context(
             main, max_lag=context, n_earlier=n_earlier)
     # Keep the samples every dataset has, in the main dataset's order.
     keys = pd.MultiIndex.from_frame(main.table[KEYS])
@@ -123,6 +128,34 @@ def ctc(path, sequence, horizon, full_resolution, crop_um=(), crop_size=40, outp
           f"{np.bincount(y).tolist()}, {len(np.unique(groups))} lineages"
           + "".join(f"; {name}: {d[0].shape[1:]}" for name, d in extra.items()))
     return X, y, groups, extra
+
+
+def context_name(max_lag, n_earlier):
+    frames = "frame t" if n_earlier == 1 else f"{n_earlier} frames"
+    return f"{frames} before + t (lag <= {max_lag})"
+
+
+def context_study(X, y, groups, extra, name, aae_params, variants):
+    """Temporal context: every model on the stacked crops of the cells that have them.
+
+    The stacks become the study's crops, so the hand-picked baselines see the
+    region features of every frame too (equal data); the preprint's model on
+    frame t alone becomes a dataset variant. Variants: the preprint's model on
+    the frames as channels, and the latent trajectory (the frame-t model
+    applied to every frame; its latents and their change in one logistic
+    regression); built-in variants asked for by name run on the stacks.
+    """
+    from ai4cellfate import CellFateAAE
+
+    stacked = extra.pop(name)[0]
+    datasets = {"frame t only": (X, y, groups), **extra}
+    channels = 1 if X.ndim == 3 else X.shape[-1]
+    aae = CellFateAAE(**(aae_params or {}))
+    chosen = {"frames as channels": aae,
+              "latent trajectory": studies.make_latent_trajectory(
+                  aae, channels_per_frame=channels)}
+    chosen.update({v: None for v in variants or ()})
+    return stacked, datasets, chosen
 
 
 def report(res, outdir):
@@ -191,8 +224,9 @@ def main(argv=None):
     parser.add_argument("--n-jobs", type=int, default=None,
                         help="joblib workers over (variant, fold, seed) (default: 1)")
     parser.add_argument("--variants", nargs="+", choices=studies.BEYOND_VARIANTS,
-                        default=list(studies.BEYOND_VARIANTS),
-                        help="which variants to run (default: all)")
+                        default=None,
+                        help="which variants to run (default: all; with --context: "
+                             "none besides the context variants)")
     for flag, what in (("--stage1-epochs", "stage-1 epochs"),
                        ("--min-epochs", "stage-2 epochs before the criteria may stop"),
                        ("--max-epochs", "cap on stage-2 epochs")):
@@ -237,13 +271,19 @@ def main(argv=None):
                                   args.full_resolution, args.crop_um, args.crop_size,
                                   args.output_size, args.pixel_size, args.context,
                                   args.context_frames)
+    aae_params = {**QUICK_AAE, **schedule} if quick else (schedule or None)
+    variants = args.variants
+    if args.context is not None:
+        X, extra, variants = context_study(
+            X, y, groups, extra, context_name(args.context, args.context_frames),
+            aae_params, args.variants)
     start = time.perf_counter()
     res = studies.beyond_preprint(
-        X, y, groups, variants=args.variants, datasets=extra,
+        X, y, groups, variants=variants, datasets=extra,
         cv=args.cv or (2 if quick else 5),
         seeds=tuple(args.seeds or ((0,) if quick else (0, 1, 2))),
         n_ensemble=args.ensemble or (2 if quick else 5),
-        aae_params={**QUICK_AAE, **schedule} if quick else (schedule or None),
+        aae_params=aae_params,
         baseline_epochs=2 if quick else 50, n_jobs=args.n_jobs,
     )
     print(f"\n== beyond the preprint ({time.perf_counter() - start:.0f} s) ==")

@@ -369,6 +369,32 @@ def test_reselect_over_pieces_equals_one_run_of_all_variants(crops):
         studies.reselect(first.drop(columns="inner_balanced_accuracy"))
 
 
+def test_custom_pipelines_get_the_seed_everywhere_and_groups_when_they_ask(crops):
+    X, y, groups = crops
+    stacks = np.stack([X, X[::-1]], axis=-1)  # two "frames"
+    trajectory = studies.make_latent_trajectory(TinyAAE())
+    spec = studies._variant_spec("trajectory", "Pipeline", trajectory)
+    assert spec["groups"] == "route"
+    assert set(spec["seed_params"]) == {"latents__aae__random_state",
+                                        "classifier__random_state"}
+    est, _ = studies._fit_variant(spec, stacks, y, groups, np.arange(len(y)), seed=7)
+    assert [got for _, got in FITS] == [True]
+    assert est.named_steps["latents"].aae_.random_state == 7
+    assert est.named_steps["classifier"].random_state == 7
+    # a Pipeline that asks for no groups is fitted without them
+    plain = Pipeline([("aae", TinyAAE()), ("clf", LogisticRegression())])
+    spec = studies._variant_spec("plain", "Pipeline", plain)
+    assert spec["groups"] is None
+    est, _ = studies._fit_variant(spec, X, y, groups, np.arange(len(y)), seed=3)
+    assert FITS[-1] == (len(y), False) and est.named_steps["aae"].random_state == 3
+    # CellFateAAE itself takes groups in fit
+    assert studies._variant_spec("p", "CellFateAAE", tiny_aae())["groups"] == "fit"
+    with pytest.raises(TypeError, match="aae must be an unfitted transformer"):
+        studies.make_latent_trajectory(LogisticRegression)
+    with pytest.raises(TypeError, match="classifier must be an unfitted classifier"):
+        studies.make_latent_trajectory(TinyAAE(), classifier=StandardScaler())
+
+
 def test_custom_variants_and_no_selection(crops):
     X, y, groups = crops
     res = beyond_preprint(X, y, groups, cv=2, seeds=0, aae=TinyAAE(),
@@ -621,6 +647,40 @@ def test_example_ctc_temporal_context(tmp_path):
     assert len(y) == len(temporal_context(main, max_lag=2)) < len(main)
     # the last channel is the cell's own crop at t, the main dataset's crop
     np.testing.assert_array_equal(Xc[..., 1], X)
+
+
+def test_example_context_mode_runs_every_model_on_the_stacks(tmp_path, example, monkeypatch):
+    from test_cli import _write_tiny_ctc
+
+    root = _write_tiny_ctc(tmp_path / "ctc")
+    seen = {}
+    real = example.studies.beyond_preprint
+
+    def spy(X, y, groups, **kwargs):
+        seen.update(X=X, y=y, **kwargs)
+        return real(X, y, groups, **kwargs)
+
+    monkeypatch.setattr(example.studies, "beyond_preprint", spy)
+    # 56 tiny crops: the inner fits' training parts are smaller than --quick's batch
+    monkeypatch.setattr(example, "QUICK_AAE", {**example.QUICK_AAE, "batch_size": 4})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        example.main([str(root), "--sequence", "01", "--horizon", "3", "--crop-size", "20",
+                      "--output-size", "10", "--context", "2", "--quick", "--variants",
+                      "preprint", "-o", str(tmp_path / "out")])
+    assert seen["X"].shape[1:] == (10, 10, 2)  # the study's crops are the stacks
+    variants = seen["variants"]
+    assert list(variants) == ["frames as channels", "latent trajectory", "preprint"]
+    assert variants["preprint"] is None  # a built-in, on the stacks
+    assert variants["latent trajectory"].get_params()["latents__aae__max_epochs"] == 1
+    frame_t = seen["datasets"]["frame t only"][0]
+    np.testing.assert_array_equal(frame_t, seen["X"][..., 1])
+    res = pd.read_csv(tmp_path / "out" / "beyond_preprint.csv")
+    assert {"frames as channels", "latent trajectory", "preprint", "frame t only",
+            "LogisticRegression", "selected"} <= set(res["variant"])
+    trajectory = res[res["variant"] == "latent trajectory"]
+    assert trajectory["balanced_accuracy"].between(0, 1).all()
+    assert trajectory["latent_abs_corr"].notna().all()  # the frame-t model's latent
 
 
 @pytest.mark.parametrize("flags, match", [
