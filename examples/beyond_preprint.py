@@ -16,7 +16,7 @@ Usage::
         [--sequence 02] [--horizon 24] [--crop-size 40] [--output-size 20]
         [--full-resolution] [--crop-um UM [UM ...]] [--pixel-size UM]
         [--cv 5] [--seeds 0 1 2] [--ensemble 5] [--n-jobs 1]
-        [--context MAX_LAG [--context-frames N]] [--variants preprint hybrid ...]
+        [--context MAX_LAG [--context-frames N]] [--variants [preprint hybrid ...]]
         [--stage1-epochs N] [--min-epochs N] [--max-epochs N]
 
 ``CTC_DIR`` is a Cell Tracking Challenge folder (e.g. ``Fluo-N2DL-HeLa``),
@@ -223,10 +223,11 @@ def main(argv=None):
                         help="members of the seed ensemble (default 5; quick 2)")
     parser.add_argument("--n-jobs", type=int, default=None,
                         help="joblib workers over (variant, fold, seed) (default: 1)")
-    parser.add_argument("--variants", nargs="+", choices=studies.BEYOND_VARIANTS,
+    parser.add_argument("--variants", nargs="*", choices=studies.BEYOND_VARIANTS,
                         default=None,
-                        help="which variants to run (default: all; with --context: "
-                             "none besides the context variants)")
+                        help="which built-in variants to run (default: all; with "
+                             "--context: none besides the context variants; no name: "
+                             "only the other crops' variants)")
     for flag, what in (("--stage1-epochs", "stage-1 epochs"),
                        ("--min-epochs", "stage-2 epochs before the criteria may stop"),
                        ("--max-epochs", "cap on stage-2 epochs")):

@@ -578,6 +578,25 @@ def test_example_schedule_flags_reach_every_autoencoder(flags, expected, example
     assert seen["aae_params"] == {**example.QUICK_AAE, **(expected or {})}
 
 
+@pytest.mark.parametrize("flags, expected", [
+    ([], None),
+    (["--variants"], []),
+    (["--variants", "hybrid", "preprint"], ["hybrid", "preprint"]),
+])
+def test_example_variants_flag(flags, expected, example, monkeypatch):
+    seen = {}
+
+    def fake(X, y, groups, **kwargs):
+        seen.update(kwargs)
+        raise _Stop
+
+    monkeypatch.setattr(example.studies, "beyond_preprint", fake)
+    monkeypatch.setattr(example, "synthetic", lambda n, size: (None, None, None, {}))
+    with pytest.raises(_Stop):
+        example.main(flags)
+    assert seen["variants"] == expected
+
+
 @pytest.mark.parametrize("flags, match", [
     (["--max-epochs", "0"], "--max-epochs must be >= 1, got 0"),
     (["--min-epochs", "-1"], "--min-epochs must be >= 0, got -1"),
