@@ -1692,8 +1692,10 @@ def beyond_preprint(
     variants : sequence of str or dict, default=None
         Names from :data:`BEYOND_VARIANTS` (``None``: all), or a dict mapping
         names to unfitted classifiers on the crops (with ``predict_proba``;
-        seeded through their ``random_state``, given ``groups`` when their
-        ``fit`` takes them); ``None`` as a value stands for the built-in
+        every ``random_state`` in them, nested ones of a Pipeline too, gets
+        the row's seed; ``groups`` go to their ``fit`` when it takes them,
+        or through metadata routing when a step asked for them, as in
+        :func:`make_latent_trajectory`); ``None`` as a value stands for the built-in
         variant of that name. An empty sequence runs the datasets' variants
         and the baselines only.
     datasets : dict, default=None
