@@ -1153,27 +1153,37 @@ def make_hybrid(aae=None, *, region_features=None, classifier=None):
         raise TypeError(
             f"region_features must be an unfitted transformer such as RegionFeatures, "
             f"got {type(region_features).__name__}.")
-    if classifier is None:
-        classifier = LogisticRegression(class_weight="balanced", max_iter=2000)
-    elif not all(hasattr(classifier, m) for m in ("fit", "predict_proba", "get_params")):
-        raise TypeError(
-            f"classifier must be an unfitted classifier with predict_proba, got "
-            f"{type(classifier).__name__}.")
+    classifier = _latent_classifier(classifier)
     return Pipeline([
         ("features", FeatureUnion([("latent", aae), ("region", clone(region_features))])),
         ("scale", StandardScaler()),
-        ("classifier", clone(classifier)),
+        ("classifier", classifier),
     ])
+
+
+def _check_latent(aae, name="aae"):
+    if not all(hasattr(aae, m) for m in ("fit", "transform", "get_params")):
+        raise TypeError(
+            f"{name} must be an unfitted transformer such as CellFateAAE, got "
+            f"{type(aae).__name__}.")
+
+
+def _latent_classifier(classifier):
+    """A clone of ``classifier``; ``None``: the class-balanced logistic regression."""
+    if classifier is None:
+        return LogisticRegression(class_weight="balanced", max_iter=2000)
+    if not all(hasattr(classifier, m) for m in ("fit", "predict_proba", "get_params")):
+        raise TypeError(
+            f"classifier must be an unfitted classifier with predict_proba, got "
+            f"{type(classifier).__name__}.")
+    return clone(classifier)
 
 
 def _routed_latent(aae, name="aae"):
     """A clone of an unfitted autoencoder that asks for ``groups`` through routing."""
     import sklearn
 
-    if not all(hasattr(aae, m) for m in ("fit", "transform", "get_params")):
-        raise TypeError(
-            f"{name} must be an unfitted transformer such as CellFateAAE, got "
-            f"{type(aae).__name__}.")
+    _check_latent(aae, name)
     aae = clone(aae)
     if hasattr(aae, "set_fit_request") and "groups" in _fit_parameters(aae):
         with sklearn.config_context(enable_metadata_routing=True):
@@ -1265,16 +1275,11 @@ def make_extended_latent(aae=None, *, extra_dims=3, extra=None, classifier=None)
                 f"{type(aae).__name__} has none: pass extra instead.")
         extra = clone(aae).set_params(latent_dim=int(extra_dims))
     extra = _routed_latent(extra, "extra")
-    if classifier is None:
-        classifier = LogisticRegression(class_weight="balanced", max_iter=2000)
-    elif not all(hasattr(classifier, m) for m in ("fit", "predict_proba", "get_params")):
-        raise TypeError(
-            f"classifier must be an unfitted classifier with predict_proba, got "
-            f"{type(classifier).__name__}.")
+    classifier = _latent_classifier(classifier)
     return Pipeline([
         ("features", FeatureUnion([("latent", latent), ("extra", extra)])),
         ("scale", StandardScaler()),
-        ("classifier", clone(classifier)),
+        ("classifier", classifier),
     ])
 
 
@@ -1328,22 +1333,14 @@ def make_latent_trajectory(aae=None, *, channels_per_frame=1, differences=True,
         from .estimator import CellFateAAE
 
         aae = CellFateAAE()
-    elif not all(hasattr(aae, m) for m in ("fit", "transform", "get_params")):
-        raise TypeError(
-            f"aae must be an unfitted transformer such as CellFateAAE, got "
-            f"{type(aae).__name__}.")
-    if classifier is None:
-        classifier = LogisticRegression(class_weight="balanced", max_iter=2000)
-    elif not all(hasattr(classifier, m) for m in ("fit", "predict_proba", "get_params")):
-        raise TypeError(
-            f"classifier must be an unfitted classifier with predict_proba, got "
-            f"{type(classifier).__name__}.")
+    _check_latent(aae)
+    classifier = _latent_classifier(classifier)
     latents = FrameLatents(clone(aae), channels_per_frame=channels_per_frame,
                            differences=differences)
     with sklearn.config_context(enable_metadata_routing=True):
         latents = latents.set_fit_request(groups=True)
     return Pipeline([("latents", latents), ("scale", StandardScaler()),
-                     ("classifier", clone(classifier))])
+                     ("classifier", classifier)])
 
 
 def _fit_parameters(est):
