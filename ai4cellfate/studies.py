@@ -1421,7 +1421,9 @@ def _latents_of(est, X):
         for _, step in est.steps:
             if step is None or step == "passthrough":
                 continue
-            if isinstance(step, FrameLatents):  # the latent of frame t
+            if isinstance(step, FrameLatents):  # the latent of frame t, if one
+                if not _is_latent_model(step.aae_):
+                    return []  # e.g. region features of every frame
                 return [step.aae_.transform(step._frames(Xt, fitting=False)[-1])]
             if isinstance(step, FeatureUnion):
                 inner = [t for _, t in step.transformer_list if _is_latent_model(t)]

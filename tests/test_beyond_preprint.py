@@ -689,7 +689,8 @@ def test_example_context_mode_runs_every_model_on_the_stacks(tmp_path, example, 
                       "preprint", "-o", str(tmp_path / "out")])
     assert seen["X"].shape[1:] == (10, 10, 2)  # the study's crops are the stacks
     variants = seen["variants"]
-    assert list(variants) == ["frames as channels", "latent trajectory", "preprint"]
+    assert list(variants) == ["frames as channels", "latent trajectory", "preprint",
+                              example.HAND_PICKED_FRAMES]
     assert variants["preprint"] is None  # a built-in, on the stacks
     assert variants["latent trajectory"].get_params()["latents__aae__max_epochs"] == 1
     frame_t = seen["datasets"]["frame t only"][0]
@@ -700,6 +701,12 @@ def test_example_context_mode_runs_every_model_on_the_stacks(tmp_path, example, 
     trajectory = res[res["variant"] == "latent trajectory"]
     assert trajectory["balanced_accuracy"].between(0, 1).all()
     assert trajectory["latent_abs_corr"].notna().all()  # the frame-t model's latent
+    # the hand-picked baseline on every frame is scored but never selected
+    frames = res[res["variant"] == example.HAND_PICKED_FRAMES]
+    assert len(frames) == 2 and frames["latent_abs_corr"].isna().all()
+    chosen = set(res.loc[res["variant"] == "selected", "chosen"])
+    assert chosen and chosen <= {"frames as channels", "latent trajectory", "preprint",
+                                 "frame t only"}
 
 
 @pytest.mark.parametrize("flags, match", [
