@@ -32,8 +32,10 @@ with the crop of the same cell at its most recent earlier frame at most
 ``MAX_LAG`` frames before (``--context-frames N``: the N most recent) as
 channels; the fate horizon counts from ``t``, the last frame used. Only
 cells seen at such an earlier frame have it, so every model then runs on
-those cells only, and on the stacks: the baselines get the region features
-of every frame, the preprint's model on frame ``t`` alone becomes the
+those cells only, and on the stacks: the baselines see every frame (the
+study's take the stack as one two-channel image; one more,
+``LogisticRegression (every frame)``, gets each frame's region features
+and their change, and is never the inner-validation choice), the preprint's model on frame ``t`` alone becomes the
 ``frame t only`` variant, and the variants are the preprint's model on the
 frames as channels and the latent trajectory
 (:func:`ai4cellfate.studies.make_latent_trajectory`: the frame-``t`` model's
