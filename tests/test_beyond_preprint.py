@@ -561,7 +561,8 @@ class _Stop(Exception):
     (["--stage1-epochs", "4", "--min-epochs", "6", "--max-epochs", "20"],
      {"stage1_epochs": 4, "min_epochs": 6, "max_epochs": 20}),
 ])
-def test_example_schedule_flags_reach_every_autoencoder(flags, expected, example, monkeypatch):
+def _study_arguments(example, monkeypatch, flags):
+    """What the example passes to beyond_preprint (stopped there), on no data."""
     seen = {}
 
     def fake(X, y, groups, **kwargs):
@@ -572,10 +573,14 @@ def test_example_schedule_flags_reach_every_autoencoder(flags, expected, example
     monkeypatch.setattr(example, "synthetic", lambda n, size: (None, None, None, {}))
     with pytest.raises(_Stop):
         example.main(flags)
-    assert seen["aae_params"] == expected
-    with pytest.raises(_Stop):  # --quick keeps its tiny settings, the flags override them
-        example.main(["--quick", *flags])
-    assert seen["aae_params"] == {**example.QUICK_AAE, **(expected or {})}
+    return seen
+
+
+def test_example_schedule_flags_reach_every_autoencoder(flags, expected, example, monkeypatch):
+    assert _study_arguments(example, monkeypatch, flags)["aae_params"] == expected
+    # --quick keeps its tiny settings, the flags override them
+    assert (_study_arguments(example, monkeypatch, ["--quick", *flags])["aae_params"]
+            == {**example.QUICK_AAE, **(expected or {})})
 
 
 @pytest.mark.parametrize("flags, expected", [
@@ -584,17 +589,7 @@ def test_example_schedule_flags_reach_every_autoencoder(flags, expected, example
     (["--variants", "hybrid", "preprint"], ["hybrid", "preprint"]),
 ])
 def test_example_variants_flag(flags, expected, example, monkeypatch):
-    seen = {}
-
-    def fake(X, y, groups, **kwargs):
-        seen.update(kwargs)
-        raise _Stop
-
-    monkeypatch.setattr(example.studies, "beyond_preprint", fake)
-    monkeypatch.setattr(example, "synthetic", lambda n, size: (None, None, None, {}))
-    with pytest.raises(_Stop):
-        example.main(flags)
-    assert seen["variants"] == expected
+    assert _study_arguments(example, monkeypatch, flags)["variants"] == expected
 
 
 @pytest.mark.parametrize("flags, match", [
