@@ -555,12 +555,6 @@ class _Stop(Exception):
     pass
 
 
-@pytest.mark.parametrize("flags, expected", [
-    ([], None),
-    (["--max-epochs", "12"], {"max_epochs": 12}),
-    (["--stage1-epochs", "4", "--min-epochs", "6", "--max-epochs", "20"],
-     {"stage1_epochs": 4, "min_epochs": 6, "max_epochs": 20}),
-])
 def _study_arguments(example, monkeypatch, flags):
     """What the example passes to beyond_preprint (stopped there), on no data."""
     seen = {}
@@ -576,6 +570,12 @@ def _study_arguments(example, monkeypatch, flags):
     return seen
 
 
+@pytest.mark.parametrize("flags, expected", [
+    ([], None),
+    (["--max-epochs", "12"], {"max_epochs": 12}),
+    (["--stage1-epochs", "4", "--min-epochs", "6", "--max-epochs", "20"],
+     {"stage1_epochs": 4, "min_epochs": 6, "max_epochs": 20}),
+])
 def test_example_schedule_flags_reach_every_autoencoder(flags, expected, example, monkeypatch):
     assert _study_arguments(example, monkeypatch, flags)["aae_params"] == expected
     # --quick keeps its tiny settings, the flags override them
