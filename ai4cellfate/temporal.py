@@ -13,18 +13,13 @@ one 2-D model, so they can still be plotted and traversed.
 
 from __future__ import annotations
 
-import inspect
-import numbers
-
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
+from .studies import _fit_parameters, _is_int
+
 __all__ = ["FrameLatents"]
-
-
-def _is_int(v):
-    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
 
 
 class FrameLatents(TransformerMixin, BaseEstimator):
@@ -125,11 +120,7 @@ class FrameLatents(TransformerMixin, BaseEstimator):
                 f"{type(self.aae).__name__}.")
         else:
             aae = clone(self.aae)
-        try:
-            takes_groups = "groups" in inspect.signature(aae.fit).parameters
-        except (TypeError, ValueError):
-            takes_groups = False
-        if groups is not None and takes_groups:
+        if groups is not None and "groups" in _fit_parameters(aae):
             aae.fit(frames[-1], y, groups=groups)
         else:
             aae.fit(frames[-1], y)

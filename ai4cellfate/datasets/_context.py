@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from ._fate import FateDataset
+from .tracks import _is_int
 
 __all__ = ["temporal_context"]
-
-
-def _is_int(v):
-    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
 
 
 def temporal_context(data, *, max_lag, n_earlier=1):
