@@ -34,6 +34,7 @@ __all__ = [
     "BACKEND_LOGS_ENV",
     "keep_tensorflow_unimported",
     "logger",
+    "native_stderr_filter",
     "progress",
     "quiet_backends",
     "show_backend_logs",
@@ -219,3 +220,66 @@ def progress(iterable, *, total=None, desc="working", log=None, every=10.0,
 
 
 quiet_backends()
+
+
+#: Native (C++) start-up lines some TensorFlow builds print whatever
+#: ``TF_CPP_MIN_LOG_LEVEL`` says (seen with tensorflow-cpu 2.21.0 wheels).
+_NATIVE_NOISE = (
+    "All log messages before absl::InitializeLog() is called",
+    "oneDNN custom operations are on",
+    "cpu_feature_guard",
+)
+
+
+class native_stderr_filter:
+    """Drop the backends' native start-up lines from file descriptor 2.
+
+    Standard error is routed through a pipe for the ``with`` block; a thread
+    forwards every line at once, except those holding one of ``_NATIVE_NOISE``.
+    Used by the command line (not by the library: a library must not take over
+    its host's file descriptors).
+    """
+
+    def __enter__(self):
+        import threading
+
+        try:
+            sys.stderr.flush()
+            self._saved = os.dup(2)
+            read, write = os.pipe()
+        except (OSError, AttributeError, ValueError):
+            self._saved = None
+            return self
+        os.dup2(write, 2)
+        os.close(write)
+
+        def forward(fd=read, out=self._saved):
+            with os.fdopen(fd, "rb", buffering=0) as pipe:
+                pending = b""
+                while True:
+                    chunk = pipe.read(65536)
+                    if not chunk:
+                        break
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        if not any(n.encode() in line for n in _NATIVE_NOISE):
+                            os.write(out, line + b"\n")
+                if pending:
+                    os.write(out, pending)
+
+        self._thread = threading.Thread(target=forward, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self._saved is None:
+            return False
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(self._saved, 2)  # closes the pipe's last write end we hold
+        self._thread.join(timeout=2.0)
+        os.close(self._saved)
+        return False

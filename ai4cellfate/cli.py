@@ -1422,8 +1422,10 @@ def main(argv=None):
     else:
         _logging.quiet_backends()
     os.environ.setdefault("MPLBACKEND", "Agg")
+    native = contextlib.nullcontext() if debug else _logging.native_stderr_filter()
     try:
-        with _cli_warnings(), _cli_logging(debug=debug, quiet=getattr(args, "quiet", False)):
+        with native, _cli_warnings(), _cli_logging(debug=debug,
+                                                   quiet=getattr(args, "quiet", False)):
             return int(args.func(args) or 0)
     except UsageError as exc:
         if debug:
