@@ -7,7 +7,9 @@ at import time are in place:
 - ``TF_CPP_MIN_LOG_LEVEL=3`` hides TensorFlow's and XLA's C++ log lines (the
   "All log messages before absl::InitializeLog()" banner, ``cpu_feature_guard``,
   the oneDNN notices and the error-level "oneDNN supports DT_INT32 only on
-  platforms with AVX-512");
+  platforms with AVX-512"); some builds (tensorflow-cpu 2.21.0 wheels) print
+  the start-up lines regardless, and the command line drops those with
+  :class:`native_stderr_filter`;
 - ``GRPC_VERBOSITY=ERROR`` hides gRPC's start-up banner (TensorFlow ships gRPC);
 - the Python logger ``"tensorflow"`` is set to ERROR (hides tf.function
   retracing warnings, which a grid search triggers by design).
@@ -219,9 +221,6 @@ def progress(iterable, *, total=None, desc="working", log=None, every=10.0,
                 log.info("%s: %d %s, %s", desc, done, unit, _duration(elapsed))
 
 
-quiet_backends()
-
-
 #: Native (C++) start-up lines some TensorFlow builds print whatever
 #: ``TF_CPP_MIN_LOG_LEVEL`` says (seen with tensorflow-cpu 2.21.0 wheels).
 _NATIVE_NOISE = (
@@ -231,6 +230,13 @@ _NATIVE_NOISE = (
 )
 
 
+def _write(fd, data):
+    try:
+        os.write(fd, data)
+    except OSError:  # the descriptor was closed after a timed-out join
+        pass
+
+
 class native_stderr_filter:
     """Drop the backends' native start-up lines from file descriptor 2.
 
@@ -238,20 +244,27 @@ class native_stderr_filter:
     forwards every line at once, except those holding one of ``_NATIVE_NOISE``.
     Used by the command line (not by the library: a library must not take over
     its host's file descriptors).
+
+    Examples
+    --------
+    >>> with native_stderr_filter():
+    ...     pass
     """
 
     def __enter__(self):
         import threading
 
+        self._saved = None
         try:
             sys.stderr.flush()
-            self._saved = os.dup(2)
             read, write = os.pipe()
-        except (OSError, AttributeError, ValueError):
-            self._saved = None
+        except (OSError, AttributeError, ValueError):  # no usable stderr: nothing to do
             return self
+        self._saved = os.dup(2)
         os.dup2(write, 2)
         os.close(write)
+
+        noise = [n.encode() for n in _NATIVE_NOISE]
 
         def forward(fd=read, out=self._saved):
             with os.fdopen(fd, "rb", buffering=0) as pipe:
@@ -262,11 +275,12 @@ class native_stderr_filter:
                         break
                     pending += chunk
                     *lines, pending = pending.split(b"\n")
-                    for line in lines:
-                        if not any(n.encode() in line for n in _NATIVE_NOISE):
-                            os.write(out, line + b"\n")
+                    kept = b"".join(line + b"\n" for line in lines
+                                    if not any(n in line for n in noise))
+                    if kept:
+                        _write(out, kept)
                 if pending:
-                    os.write(out, pending)
+                    _write(out, pending)
 
         self._thread = threading.Thread(target=forward, daemon=True)
         self._thread.start()
@@ -283,3 +297,7 @@ class native_stderr_filter:
         self._thread.join(timeout=2.0)
         os.close(self._saved)
         return False
+
+
+quiet_backends()
+

@@ -99,6 +99,26 @@ def _crops(tmp_path):
     return path
 
 
+def test_native_stderr_filter_drops_start_up_lines_and_keeps_the_rest():
+    """Written to file descriptor 2 as C++ code does, not through sys.stderr:
+    the start-up lines go, every other line (and an unterminated last one)
+    arrives in order, and fd 2 is the original again afterwards."""
+    code = (
+        "import os, sys\n"
+        "from ai4cellfate._logging import native_stderr_filter\n"
+        "with native_stderr_filter():\n"
+        "    os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called'"
+        " b' are written to STDERR\\nkeep 1\\n')\n"
+        "    os.write(2, b'I0000 port.cc:153] oneDNN custom operations are on.\\nke')\n"
+        "    os.write(2, b'ep 2\\ntail')\n"
+        "    print('via python', file=sys.stderr)\n"
+        "os.write(2, b'|after')\n"
+    )
+    res = _run([sys.executable, "-c", code])
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == "keep 1\nkeep 2\ntailvia python\n|after"
+
+
 @pytest.mark.skipif(not _installed("tensorflow"), reason="needs TensorFlow")
 def test_cli_under_tensorflow_is_quiet_unless_debug(tmp_path):
     """A real command on the noisiest backend: TensorFlow's C++ start-up lines and
