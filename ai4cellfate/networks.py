@@ -17,6 +17,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from ._random import CounterDropout, CounterGaussianNoise
+
 __all__ = [
     "SeededGlorotUniform",
     "SeededNormal",
@@ -302,13 +304,13 @@ def _res_down(x, filters, noise_std, seed, name):
     y = SpectralConv2D(
         filters, 3, strides=2, padding="same", name=f"{name}_conv1", sn_seed=seed + 1
     )(y)
-    y = layers.GaussianNoise(noise_std, seed=seed + 2)(y)
+    y = CounterGaussianNoise(noise_std, seed=seed + 2)(y)
     y = layers.BatchNormalization(name=f"{name}_bn2")(y)
     y = layers.ReLU()(y)
     y = SpectralConv2D(
         filters, 3, strides=1, padding="same", name=f"{name}_conv2", sn_seed=seed + 3
     )(y)
-    y = layers.GaussianNoise(noise_std, seed=seed + 4)(y)
+    y = CounterGaussianNoise(noise_std, seed=seed + 4)(y)
     return layers.Add(name=f"{name}_add")([y, skip])
 
 
@@ -321,13 +323,13 @@ def _res_up(x, filters, noise_std, seed, name):
     y = SpectralConv2D(
         filters, 3, padding="same", name=f"{name}_conv1", sn_seed=seed + 1
     )(y)
-    y = layers.GaussianNoise(noise_std, seed=seed + 2)(y)
+    y = CounterGaussianNoise(noise_std, seed=seed + 2)(y)
     y = layers.BatchNormalization(name=f"{name}_bn2")(y)
     y = layers.ReLU()(y)
     y = SpectralConv2D(
         filters, 3, padding="same", name=f"{name}_conv2", sn_seed=seed + 3
     )(y)
-    y = layers.GaussianNoise(noise_std, seed=seed + 4)(y)
+    y = CounterGaussianNoise(noise_std, seed=seed + 4)(y)
     return layers.Add(name=f"{name}_add")([y, skip])
 
 
@@ -369,12 +371,12 @@ def build_encoder(image_shape, latent_dim=2, noise_std=0.003, dropout=0.3, seed=
     )(inputs)
     for i, f in enumerate(plan["filters"]):
         x = _res_down(x, f, noise_std, seed + 10 * (i + 1), name=f"down{i}")
-        x = layers.Dropout(dropout, seed=seed + 10 * (i + 1) + 5)(x)
+        x = CounterDropout(dropout, seed=seed + 10 * (i + 1) + 5)(x)
     x = layers.Flatten()(x)
-    x = layers.GaussianNoise(noise_std, seed=seed + 1)(x)
+    x = CounterGaussianNoise(noise_std, seed=seed + 1)(x)
     x = layers.Activation("swish")(x)
     x = SpectralDense(latent_dim, name="to_latent", sn_seed=seed + 2)(x)
-    z = layers.GaussianNoise(noise_std, seed=seed + 3, name="latent")(x)
+    z = CounterGaussianNoise(noise_std, seed=seed + 3, name="latent")(x)
     return keras.Model(inputs, z, name="encoder")
 
 
@@ -415,11 +417,11 @@ def build_decoder(image_shape, latent_dim=2, noise_std=0.003, dropout=0.3, seed=
     up_filters = list(reversed(plan["filters"][:-1])) + [2]
     inputs = keras.Input(shape=(int(latent_dim),), name="latent")
     x = SpectralDense(h0 * w0 * f0, name="from_latent", sn_seed=seed)(inputs)
-    x = layers.GaussianNoise(noise_std, seed=seed + 1)(x)
+    x = CounterGaussianNoise(noise_std, seed=seed + 1)(x)
     x = layers.Reshape((h0, w0, f0))(x)
     for i, f in enumerate(up_filters):
         x = _res_up(x, f, noise_std, seed + 10 * (i + 1), name=f"up{i}")
-        x = layers.Dropout(dropout, seed=seed + 10 * (i + 1) + 5)(x)
+        x = CounterDropout(dropout, seed=seed + 10 * (i + 1) + 5)(x)
     hd, wd = plan["decoded"]
     h, w = int(image_shape[0]), int(image_shape[1])
     if (hd, wd) != (h, w):
@@ -466,7 +468,7 @@ def build_discriminator(latent_dim=2, dropout=0.3, seed=0):
     x = layers.LeakyReLU(0.2)(x)
     x = layers.Dense(16, kernel_initializer=_glorot(seed + 2))(x)
     x = layers.LeakyReLU(0.2)(x)
-    x = layers.Dropout(dropout, seed=seed)(x)
+    x = CounterDropout(dropout, seed=seed)(x)
     outputs = layers.Dense(1, activation="sigmoid", kernel_initializer=_glorot(seed + 3))(x)
     return keras.Model(inputs, outputs, name="discriminator")
 
@@ -501,7 +503,7 @@ def build_latent_classifier(latent_dim=2, n_classes=2, dropout=0.3, l2=1e-4, see
     (None, 3)
     """
     inputs = keras.Input(shape=(int(latent_dim),), name="latent")
-    x = layers.Dropout(dropout, seed=seed)(inputs)
+    x = CounterDropout(dropout, seed=seed)(inputs)
     outputs = layers.Dense(
         int(n_classes),
         activation="softmax",

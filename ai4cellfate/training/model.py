@@ -12,7 +12,7 @@ import importlib
 import keras
 from keras import ops
 
-from .. import losses
+from .. import _random, losses
 from ..networks import (
     build_decoder,
     build_discriminator,
@@ -230,9 +230,10 @@ class AdversarialAutoencoder(keras.Model):
 
     def discriminator_losses(self, z):
         """Discriminator loss on prior samples against (fixed) latents ``z``."""
-        prior = keras.random.normal(
-            ops.shape(z), dtype=z.dtype, seed=self.prior_seed
-        )
+        if _random.uses_counter_rng():
+            prior = _random.normal(ops.shape(z), self.prior_seed.next(), dtype=z.dtype)
+        else:
+            prior = keras.random.normal(ops.shape(z), dtype=z.dtype, seed=self.prior_seed)
         d_real = self.discriminator(prior, training=True)
         d_fake = self.discriminator(z, training=True)
         return losses.discriminator_loss(d_real, d_fake)
