@@ -89,3 +89,83 @@ def test_seeded_initialisers_round_trip_through_keras_serialisation():
         np.testing.assert_array_equal(back((4, 3)), init((4, 3)))
     z = SeededNormal(seed=1, stddev=2.0)((20000,))
     assert abs(z.std() - 2.0) < 0.05 and abs(z.mean()) < 0.05
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize("kernel_size, c_in, filters, activation",
+                         [(3, 8, 2, None), (3, 16, 8, "relu"), (3, 2, 1, "sigmoid"),
+                          (1, 16, 8, None), (1, 8, 2, "relu")])
+def test_upsampled_conv_equals_upsampling_then_conv(kernel_size, c_in, filters, activation):
+    """SpectralConv2D(upsample=2) against UpSampling2D(2) then the same convolution
+    (same kernel, bias and spectral normalisation), values and gradients."""
+    import keras
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3, 5, 7, c_in)).astype("float32")
+    kw = dict(padding="same", activation=activation, sn_seed=4)
+    fused = SpectralConv2D(filters, kernel_size, upsample=2, **kw)
+    plain = SpectralConv2D(filters, kernel_size, **kw)
+    fused.build((None, 5, 7, c_in))
+    plain.build((None, 10, 14, c_in))
+    weights = [rng.normal(size=w.shape).astype("float32") for w in fused.get_weights()]
+    fused.set_weights(weights)
+    plain.set_weights(weights)
+    up = keras.layers.UpSampling2D(2, interpolation="nearest")
+    for training in (False, True):
+        got = ops.convert_to_numpy(fused(x, training=training))
+        want = ops.convert_to_numpy(plain(up(x), training=training))
+        assert got.shape == (3, 10, 14, filters)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert fused.compute_output_shape((None, 5, 7, c_in)) == (None, 10, 14, filters)
+    # gradient with respect to the kernel (the layer is linear in it before
+    # the normalisation): the same loss gives the same gradient
+    g_fused = _kernel_gradient(fused, x)
+    g_plain = _kernel_gradient(plain, ops.convert_to_numpy(up(x)))
+    np.testing.assert_allclose(g_fused, g_plain, rtol=1e-4, atol=1e-4)
+    clone = SpectralConv2D.from_config(fused.get_config())
+    assert clone.upsample == 2
+
+
+def _kernel_gradient(layer, x):
+    """d sum(layer(x) * w) / d kernel with fixed weights w, on any backend."""
+    import keras
+
+    w = np.cos(np.arange(np.prod(layer.compute_output_shape(x.shape)))).reshape(
+        layer.compute_output_shape(x.shape)).astype("float32")
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        def f(kernel):
+            values = [kernel if v is layer.kernel else v.value for v in layer.trainable_variables]
+            out, _ = layer.stateless_call(values, [v.value for v in layer.non_trainable_variables],
+                                          x, training=False)
+            return (out * w).sum()
+
+        return np.asarray(jax.grad(f)(layer.kernel.value))
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(x, training=False) * w)
+        return tape.gradient(loss, layer.kernel.value).numpy()
+    import torch
+
+    loss = (layer(x, training=False) * torch.from_numpy(w)).sum()
+    (grad,) = torch.autograd.grad(loss, [layer.kernel.value])
+    return grad.numpy()
+
+
+@pytest.mark.parametrize("kwargs", [dict(strides=2, padding="same"), dict(padding="valid"),
+                                    dict(kernel_size=5, padding="same"), dict(upsample=3)])
+def test_upsampled_conv_refuses_what_it_cannot_compute(kwargs):
+    kwargs = {"kernel_size": 3, **kwargs}
+    with pytest.raises(ValueError, match="upsample"):
+        SpectralConv2D(4, upsample=kwargs.pop("upsample", 2), **kwargs)
+
+
+def test_decoder_has_no_separate_upsampling_layers():
+    dec = build_decoder((20, 20, 1))
+    assert not [la for la in dec.layers if type(la).__name__ == "UpSampling2D"]
+    ups = sorted(la.name for la in dec.layers if getattr(la, "upsample", 1) == 2)
+    assert ups == ["up0_conv1", "up0_skip", "up1_conv1", "up1_skip"]
