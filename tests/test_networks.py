@@ -169,3 +169,49 @@ def test_decoder_has_no_separate_upsampling_layers():
     assert not [la for la in dec.layers if type(la).__name__ == "UpSampling2D"]
     ups = sorted(la.name for la in dec.layers if getattr(la, "upsample", 1) == 2)
     assert ups == ["up0_conv1", "up0_skip", "up1_conv1", "up1_skip"]
+
+
+class _PlainConv(SpectralConv2D):
+    """SpectralConv2D that always convolves the whole image."""
+
+    def _blocked(self, inputs, strides):
+        return False
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize("c_in, filters, activation, hw",
+                         [(1, 2, "relu", (20, 20)), (2, 2, None, (20, 20)),
+                          (2, 1, "sigmoid", (20, 20)), (4, 4, None, (6, 10)),
+                          (2, 2, None, (5, 7))])
+def test_blocked_conv_equals_the_plain_convolution(c_in, filters, activation, hw):
+    """The block-wise 3x3 convolution (JAX, few channels, even sides) against
+    the convolution of the whole image, values and kernel gradients; odd
+    sides fall back to the plain one."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(3, *hw, c_in)).astype("float32")
+    kw = dict(padding="same", activation=activation, sn_seed=5)
+    blocked, plain = SpectralConv2D(filters, 3, **kw), _PlainConv(filters, 3, **kw)
+    for layer in (blocked, plain):
+        layer.build((None, *hw, c_in))
+    weights = [rng.normal(size=w.shape).astype("float32") for w in blocked.get_weights()]
+    blocked.set_weights(weights)
+    plain.set_weights(weights)
+    import keras
+
+    expect_blocked = keras.backend.backend() == "jax" and hw[0] % 2 == 0 and hw[1] % 2 == 0
+    assert blocked._blocked(x, (1, 1)) == expect_blocked
+    for training in (False, True):
+        np.testing.assert_allclose(ops.convert_to_numpy(blocked(x, training=training)),
+                                   ops.convert_to_numpy(plain(x, training=training)),
+                                   rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_kernel_gradient(blocked, x), _kernel_gradient(plain, x),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_blocked_conv_is_not_used_for_many_channels_or_strides():
+    layer = SpectralConv2D(8, 3, padding="same")
+    layer.build((None, 20, 20, 8))
+    assert not layer._blocked(np.zeros((1, 20, 20, 8), "float32"), (1, 1))
+    strided = SpectralConv2D(2, 3, strides=2, padding="same")
+    strided.build((None, 20, 20, 1))
+    assert not strided._blocked(np.zeros((1, 20, 20, 1), "float32"), (2, 2))
