@@ -4,10 +4,10 @@ A training step of the preprint's networks draws about 8,000 random numbers
 per image (Gaussian noise after every convolution, dropout after every block).
 Keras draws them with each backend's generator: on JAX that is threefry
 (about 80 integer operations per 32-bit word, run as XLA while loops), which
-cost a third of a stage-2 step on a 2-core CPU; TensorFlow's stateless Philox
-draws cost it as much. Here each word is a hash of its position and of the
-layer's seed state instead: two rounds of Chris Wellons' ``lowbias32``
-integer hash (12 operations per word, one fused XLA loop), then
+took a third of a stage-2 step on a 2-core CPU. Here each word is a hash of its
+position and of the layer's seed state instead: two rounds of Chris Wellons'
+``lowbias32`` integer hash (about 20 integer operations per word, fused by XLA
+into the loop that uses the noise), then
 
 * Gaussian noise by the inverse normal CDF, ``sqrt(2) * erfinv(2u - 1)`` with
   ``u = (k + 0.5) / 2**23`` and ``k`` the top 23 bits (so ``u`` is exact in
@@ -23,9 +23,10 @@ The seed state is the layer's :class:`keras.random.SeedGenerator`
 that stores the variables resumes the same stream.
 
 This is a statistical generator for regularisation noise, not a
-cryptographic one. PyTorch keeps its own generator: its draws are single
-C++ calls that cost little there, and 12 separate integer operations would
-cost more.
+cryptographic one. TensorFlow uses it too (same words as JAX; no speed
+difference measurable there). PyTorch keeps its own generator: its draws are
+single C++ calls that cost little there, and some 20 separate eager
+operations would cost more.
 """
 
 from __future__ import annotations
@@ -152,12 +153,8 @@ def dropout(inputs, rate, seed):
 @keras.saving.register_keras_serializable(package="ai4cellfate")
 class CounterGaussianNoise(layers.GaussianNoise):
     """:class:`keras.layers.GaussianNoise` drawing from :func:`normal` on JAX
-    and TensorFlow (Keras' own draw on PyTorch).
-
-    Parameters
-    ----------
-    stddev, seed, **kwargs
-        As :class:`keras.layers.GaussianNoise`.
+    and TensorFlow (Keras' own draw on PyTorch). Takes the arguments of
+    :class:`keras.layers.GaussianNoise` (``stddev``, ``seed``, ...).
 
     Examples
     --------
@@ -180,11 +177,8 @@ class CounterGaussianNoise(layers.GaussianNoise):
 class CounterDropout(layers.Dropout):
     """:class:`keras.layers.Dropout` drawing from :func:`random_bits` on JAX
     and TensorFlow (Keras' own draw on PyTorch, or when ``noise_shape`` is set).
-
-    Parameters
-    ----------
-    rate, noise_shape, seed, **kwargs
-        As :class:`keras.layers.Dropout`.
+    Takes the arguments of :class:`keras.layers.Dropout` (``rate``,
+    ``noise_shape``, ``seed``, ...).
 
     Examples
     --------
