@@ -38,11 +38,14 @@ def train_step(model, data):
 
 
 def predict_function(net):
-    """``f(x) -> ndarray``: ``net`` in inference mode without autograd."""
+    """``f(x) -> ndarray``: ``net`` in inference mode without autograd, layer
+    by layer (``_graph.forward``)."""
+
+    from ._graph import forward
 
     def predict(x):
         with torch.no_grad():
-            out = net(torch.from_numpy(np.ascontiguousarray(x)), training=False)
+            out = forward(net, torch.from_numpy(np.ascontiguousarray(x)), training=False)
         return out.detach().cpu().numpy()
 
     return predict

@@ -13,6 +13,7 @@ import keras
 from keras import ops
 
 from .. import _random, losses
+from . import _graph
 from ..networks import (
     build_decoder,
     build_discriminator,
@@ -195,6 +196,13 @@ class AdversarialAutoencoder(keras.Model):
         """Trainable variables of the discriminator."""
         return self.discriminator.trainable_variables
 
+    def _net(self, net, x):
+        """``net(x, training=True)``; on PyTorch layer by layer without Keras'
+        per-call machinery (``_graph.forward``: the step about 1.35x faster)."""
+        if keras.backend.backend() == "torch":
+            return _graph.forward(net, x, training=True)
+        return net(x, training=True)
+
     def autoencoder_losses(self, x, y):
         """Forward pass of the autoencoder step (training mode).
 
@@ -204,9 +212,9 @@ class AdversarialAutoencoder(keras.Model):
             ``loss`` (weighted total), ``recon_loss``, ``adv_loss``,
             ``contra_loss``, ``cov_loss`` and the latents ``z``.
         """
-        z = self.encoder(x, training=True)
-        x_hat = self.decoder(z, training=True)
-        d_fake = self.discriminator(z, training=True)
+        z = self._net(self.encoder, x)
+        x_hat = self._net(self.decoder, z)
+        d_fake = self._net(self.discriminator, z)
         recon = losses.reconstruction_loss(
             x, x_hat, window_size=self.ssim_window, form=self.ssim_form
         )
@@ -234,8 +242,8 @@ class AdversarialAutoencoder(keras.Model):
             prior = _random.normal(ops.shape(z), self.prior_seed.next(), dtype=z.dtype)
         else:
             prior = keras.random.normal(ops.shape(z), dtype=z.dtype, seed=self.prior_seed)
-        d_real = self.discriminator(prior, training=True)
-        d_fake = self.discriminator(z, training=True)
+        d_real = self._net(self.discriminator, prior)
+        d_fake = self._net(self.discriminator, z)
         return losses.discriminator_loss(d_real, d_fake)
 
     def train_step(self, *args):
