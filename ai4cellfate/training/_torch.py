@@ -38,14 +38,13 @@ def train_step(model, data):
 
 
 def predict_function(net):
-    """``f(x) -> ndarray``: ``net`` in inference mode without autograd, layer
-    by layer (``_graph.forward``)."""
-
-    from ._graph import forward
+    """``f(x) -> ndarray``: ``net`` in inference mode without autograd (at
+    4,096 crops a call, Keras' per-layer overhead is negligible: running it
+    layer by layer measured no faster)."""
 
     def predict(x):
         with torch.no_grad():
-            out = forward(net, torch.from_numpy(np.ascontiguousarray(x)), training=False)
+            out = net(torch.from_numpy(np.ascontiguousarray(x)), training=False)
         return out.detach().cpu().numpy()
 
     return predict
