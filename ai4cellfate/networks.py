@@ -280,11 +280,7 @@ class SpectralConv2D(_SpectralNormMixin, layers.Conv2D):
         phase_kernel = ops.einsum("aup,bvq,pqio->uviabo", taps, taps, kernel)
         phase_kernel = ops.reshape(phase_kernel, (3, 3, c_in, 4 * f))
         y = ops.conv(inputs, phase_kernel, padding="same", data_format="channels_last")
-        if self.use_bias:
-            y = y + ops.tile(self.bias, (4,))
-        if self.activation is not None:
-            y = self.activation(y)
-        return _interleave(y, ops.shape(inputs)[1], ops.shape(inputs)[2], f)
+        return self._phases_to_image(y, ops.shape(inputs)[1], ops.shape(inputs)[2])
 
     def _blocked(self, inputs, strides):
         """Whether ``_conv`` runs block-wise: JAX, a stride-1 3 x 3 "same"
@@ -307,11 +303,16 @@ class SpectralConv2D(_SpectralNormMixin, layers.Conv2D):
         block_kernel = ops.einsum("apuq,bsvr,psio->uvqriabo", taps, taps, kernel)
         block_kernel = ops.reshape(block_kernel, (3, 3, 4 * c_in, 4 * f))
         y = ops.conv(x, block_kernel, padding="same", data_format="channels_last")
+        return self._phases_to_image(y, h, w)
+
+    def _phases_to_image(self, y, h, w):
+        """Bias and activation on ``(batch, h, w, 4 * filters)`` outputs of
+        the four pixel phases, then the ``(batch, 2h, 2w, filters)`` image."""
         if self.use_bias:
             y = y + ops.tile(self.bias, (4,))
         if self.activation is not None:
             y = self.activation(y)
-        return _interleave(y, h, w, f)
+        return _interleave(y, h, w, self.filters)
 
     def call(self, inputs, training=None):
         kernel = self._normalized_kernel(bool(training))
