@@ -26,7 +26,8 @@ This is a statistical generator for regularisation noise, not a
 cryptographic one. TensorFlow uses it too (same words as JAX; no speed
 difference measurable there). PyTorch keeps its own generator: its draws are
 single C++ calls that cost little there, and some 20 separate eager
-operations would cost more.
+operations would cost more (:func:`torch_generator`, seeded from the same
+seed state; dropout by one uniform draw, :func:`torch_dropout`).
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-__all__ = ["uses_counter_rng", "random_bits", "normal", "dropout",
-           "CounterGaussianNoise", "CounterDropout"]
+__all__ = ["uses_counter_rng", "random_bits", "normal", "dropout", "torch_generator",
+           "torch_dropout", "CounterGaussianNoise", "CounterDropout"]
 
 _M1 = np.uint32(0x7FEB352D)
 _M2 = np.uint32(0x846CA68B)
@@ -150,6 +151,64 @@ def dropout(inputs, rate, seed):
     return ops.where(keep, inputs / (1.0 - float(rate)), ops.zeros_like(inputs))
 
 
+def torch_generator(seed_generator, device):
+    """A ``torch.Generator`` seeded from a :class:`keras.random.SeedGenerator`
+    as ``keras.random`` seeds one on PyTorch (from the sum of the two state
+    words), the state moved on by one draw (PyTorch only).
+
+    Parameters
+    ----------
+    seed_generator : keras.random.SeedGenerator
+        The layer's seed state.
+    device : torch.device
+        Device of the draw.
+
+    Returns
+    -------
+    generator : torch.Generator or None
+        None on the ``meta`` device (symbolic shape inference), which has no
+        generators.
+    """
+    import torch
+
+    state = seed_generator.state.value
+    first, second = (int(s) for s in state.tolist())
+    with torch.no_grad():
+        state[1] += 1
+    if torch.device(device).type == "meta":
+        return None
+    generator = torch.Generator(device=device)
+    generator.manual_seed((first + second) & 0xFFFFFFFF)
+    return generator
+
+
+def torch_dropout(inputs, rate, seed_generator):
+    """Inverted dropout on PyTorch: a unit is kept where a uniform draw of a
+    :func:`torch_generator` is at least ``rate`` and scaled by
+    ``1 / (1 - rate)``. One ``torch.rand`` call: about 3x faster than the
+    Bernoulli draw ``keras.random.dropout`` makes there.
+
+    Parameters
+    ----------
+    inputs : torch.Tensor
+        Values to drop.
+    rate : float
+        Fraction to drop, in (0, 1).
+    seed_generator : keras.random.SeedGenerator
+        The layer's seed state (moves on by one draw).
+
+    Returns
+    -------
+    outputs : torch.Tensor
+    """
+    import torch
+
+    generator = torch_generator(seed_generator, inputs.device)
+    u = torch.rand(tuple(inputs.shape), generator=generator, device=inputs.device,
+                   dtype=inputs.dtype)
+    return torch.where(u >= float(rate), inputs / (1.0 - float(rate)), torch.zeros_like(inputs))
+
+
 @keras.saving.register_keras_serializable(package="ai4cellfate")
 class CounterGaussianNoise(layers.GaussianNoise):
     """:class:`keras.layers.GaussianNoise` drawing from :func:`normal` on JAX
@@ -176,7 +235,8 @@ class CounterGaussianNoise(layers.GaussianNoise):
 @keras.saving.register_keras_serializable(package="ai4cellfate")
 class CounterDropout(layers.Dropout):
     """:class:`keras.layers.Dropout` drawing from :func:`random_bits` on JAX
-    and TensorFlow (Keras' own draw on PyTorch, or when ``noise_shape`` is set).
+    and TensorFlow and by :func:`torch_dropout` on PyTorch (Keras' own draw
+    when ``noise_shape`` is set).
     Takes the arguments of :class:`keras.layers.Dropout` (``rate``,
     ``noise_shape``, ``seed``, ...).
 
@@ -193,4 +253,6 @@ class CounterDropout(layers.Dropout):
         if (training and 0 < self.rate < 1 and self.noise_shape is None
                 and uses_counter_rng()):
             return dropout(inputs, self.rate, self.seed_generator.next())
+        if training and 0 < self.rate < 1 and self.noise_shape is None and _torch():
+            return torch_dropout(inputs, self.rate, self.seed_generator)
         return super().call(inputs, training=training)

@@ -19,6 +19,7 @@ import keras
 __all__ = ["forward"]
 
 _PLANS = weakref.WeakKeyDictionary()
+_KERNELS = weakref.WeakKeyDictionary()
 
 
 def _plan(net):
@@ -47,7 +48,15 @@ def _plan(net):
     return plan
 
 
-def forward(net, x, training):
+def _kernels(net, plan, kernel_for):
+    """``[f or None, ...]`` per plan entry: ``kernel_for(layer)``, cached."""
+    cache = _KERNELS.setdefault(net, {})
+    if kernel_for not in cache:
+        cache[kernel_for] = [kernel_for(layer) for _, layer, _, _ in plan]
+    return cache[kernel_for]
+
+
+def forward(net, x, training, kernel_for=None):
     """``net(x, training=training)`` for a functional model of single-input,
     single-output layers, calling each layer's ``call`` directly.
 
@@ -60,6 +69,11 @@ def forward(net, x, training):
         The input, already a backend tensor of the model's dtype.
     training : bool
         Training mode (noise, dropout and batch statistics on).
+    kernel_for : callable, optional
+        ``kernel_for(layer)`` gives a function ``f(layer, inputs, training)``
+        computing ``layer.call(inputs, training=training)`` another way, or
+        None to call the layer's ``call`` (PyTorch:
+        ``_torch_layers.kernel_for``). Asked once per layer and cached.
 
     Returns
     -------
@@ -69,9 +83,14 @@ def forward(net, x, training):
     plan = _plan(net)
     if plan is None:
         return net(x, training=training)
+    kernels = [None] * len(plan) if kernel_for is None else _kernels(net, plan, kernel_for)
     values = {id(net.inputs[0]): x}
-    for node, layer, takes_training, out_id in plan:
+    for (node, layer, takes_training, out_id), kernel in zip(plan, kernels):
         args, kwargs = node.arguments.fill_in(values)
+        if (kernel is not None and len(args) == 1
+                and all(v is None for k, v in kwargs.items() if k != "training")):
+            values[out_id] = kernel(layer, args[0], bool(training))
+            continue
         if takes_training:
             kwargs["training"] = bool(training)
         values[out_id] = layer.call(*args, **kwargs)

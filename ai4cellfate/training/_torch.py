@@ -30,10 +30,21 @@ def train_step(model, data):
     with torch.no_grad():
         model.optimizer.apply(ae_grads + d_grads, ae_vars + d_vars)
     terms["disc_loss"] = disc
+    return _track(model.trackers, terms)
+
+
+def _track(trackers, terms):
+    """``tracker.update_state(terms[name])`` and ``tracker.result()`` for
+    the scalar losses, as in-place torch updates of each
+    :class:`keras.metrics.Mean`'s ``total`` and ``count`` (Keras' own
+    ``update_state`` cost about 0.4 ms a step in argument handling)."""
     logs = {}
-    for name, tracker in model.trackers.items():
-        tracker.update_state(terms[name].detach())
-        logs[name] = tracker.result()
+    with torch.no_grad():
+        for name, tracker in trackers.items():
+            total, count = tracker.total.value, tracker.count.value
+            total.add_(terms[name].detach().to(total.dtype))
+            count.add_(1)
+            logs[name] = total / count
     return logs
 
 
