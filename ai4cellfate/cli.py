@@ -1187,10 +1187,10 @@ of ai4cellfate.CellFateAAE: latent_dim, lambda_recon, lambda_adv,
 lambda_contra, lambda_cov, temperature, noise_std, batch_size, learning_rate,
 stage1_epochs, min_epochs, max_epochs, min_centroid_distance, max_kl,
 min_accuracy, min_precision, validation_fraction, augment, balance,
-image_shape, ssim_form, checkpoint_every, on_interrupt. With --checkpoint-dir
-the whole training state is saved after every epoch; after Ctrl-C or a lost
-machine, the same command with --resume continues where it stopped and gives
-the model an uninterrupted fit would have given.
+image_shape, ssim_form, checkpoint_every, on_interrupt, jit_compile. With
+--checkpoint-dir the whole training state is saved after every epoch; after
+Ctrl-C or a lost machine, the same command with --resume continues where it
+stopped and gives the model an uninterrupted fit would have given.
 """,
     "predict": """\
 examples:

@@ -1,16 +1,18 @@
 """Training and inference speed of CellFateAAE on each installed Keras backend.
 
 For each backend (in its own process): warm images/second of stage-1 and stage-2
-training on 2,184 crops of 20 x 20 at batch 30 (the preprint's training set), and
-transform throughput on 100,000 crops, through the path ``CellFateAAE.transform``
-takes (``ai4cellfate.training.inference.predict``) and, for comparison, through
-Keras' ``Model.predict``. Prints a table.
+training on 2,184 crops of 20 x 20 at batch 30 (the preprint's training set;
+TensorFlow compiles the step with XLA, as ``CellFateAAE`` does for a default fit
+of that many crops, ``jit_compile="auto"``; ``--backends tensorflow-graph`` adds
+its graph mode without XLA), and transform throughput on 100,000 crops, through
+the path ``CellFateAAE.transform`` takes (``ai4cellfate.training.inference.predict``)
+and, for comparison, through Keras' ``Model.predict``. Prints a table.
 
 Targets on a 2-core CPU: stage-2 >= 4,000 images/s on the fastest backend, and no
 backend more than 3x slower than it; stage 2 no slower than 1.3 x stage 1 on the
 same backend; transform >= 50,000 crops/s.
 
-Usage: python benchmarks/train_speed.py [--backends jax torch tensorflow]
+Usage: python benchmarks/train_speed.py [--backends jax torch tensorflow tensorflow-graph]
        [--epochs 3] [--torch-threads N]
 """
 
@@ -25,22 +27,31 @@ import time
 N_TRAIN, BATCH, N_TRANSFORM = 2184, 30, 100_000
 
 
-def measure(epochs):
+def measure(epochs, jit_compile):
     import keras
     import numpy as np
 
+    from ai4cellfate import CellFateAAE
     from ai4cellfate.datasets import make_nuclei
+    from ai4cellfate.estimator import _resolve_jit_compile
     from ai4cellfate.training import AdversarialAutoencoder
     from ai4cellfate.training.inference import predict
 
     X, y = make_nuclei(N_TRAIN, random_state=0)
     X = X[..., None]
     y = y.astype("float32")
-    model = AdversarialAutoencoder((20, 20, 1), seed=0)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3, beta_1=0.0, beta_2=0.9))
     n_steps = N_TRAIN // BATCH
+    if jit_compile == "auto":
+        # what CellFateAAE chooses for a default fit of this many crops
+        d = CellFateAAE()
+        jit_compile = _resolve_jit_compile(
+            "auto", (d.stage1_epochs + d.min_epochs + 1) * n_steps)
+    model = AdversarialAutoencoder((20, 20, 1), seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3, beta_1=0.0, beta_2=0.9),
+                  jit_compile=jit_compile)
     Xs, ys = X[: n_steps * BATCH], y[: n_steps * BATCH]  # whole batches
-    out = {"backend": keras.backend.backend()}
+    out = {"backend": keras.backend.backend()
+           + ("+xla" if keras.backend.backend() == "tensorflow" and model.jit_compile else "")}
 
     def rate(stage):
         if stage == 1:
@@ -73,35 +84,40 @@ def measure(epochs):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backends", nargs="*", default=["jax", "tensorflow", "torch"])
+    parser.add_argument("--backends", nargs="*", default=["jax", "tensorflow", "torch"],
+                        help="jax, tensorflow, torch; tensorflow-graph is TensorFlow "
+                             "without XLA")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--torch-threads", type=int, default=None,
                         help="OMP_NUM_THREADS for the torch run (default: unset)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--jit", default="auto", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print("RESULT " + json.dumps(measure(args.epochs)), flush=True)
+        jit = {"auto": "auto", "off": False}[args.jit]
+        print("RESULT " + json.dumps(measure(args.epochs, jit)), flush=True)
         return 0
     rows = []
-    for backend in args.backends:
+    for name in args.backends:
+        backend, jit = ("tensorflow", "off") if name == "tensorflow-graph" else (name, "auto")
         if importlib.util.find_spec(backend) is None:
             print(f"{backend}: not installed")
             continue
         env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
         if backend == "torch" and args.torch_threads:
             env["OMP_NUM_THREADS"] = str(args.torch_threads)
-        res = subprocess.run([sys.executable, __file__, "--child", "--epochs", str(args.epochs)],
-                             env=env, capture_output=True, text=True)
+        res = subprocess.run([sys.executable, __file__, "--child", "--epochs", str(args.epochs),
+                              "--jit", jit], env=env, capture_output=True, text=True)
         line = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
         if res.returncode or not line:
             print(f"{backend}: failed\n{res.stderr[-2000:]}")
             continue
         rows.append(json.loads(line[0][7:]))
-    print(f"\n{'backend':<11} {'stage 1 img/s':>14} {'stage 2 img/s':>14} {'s2/s1 time':>11} "
+    print(f"\n{'backend':<16} {'stage 1 img/s':>14} {'stage 2 img/s':>14} {'s2/s1 time':>11} "
           f"{'transform crops/s':>18} {'Model.predict':>14} {'first epoch s':>14}")
     for r in rows:
         ratio = r["stage1_img_s"] / r["stage2_img_s"]
-        print(f"{r['backend']:<11} {r['stage1_img_s']:>14,.0f} {r['stage2_img_s']:>14,.0f} "
+        print(f"{r['backend']:<16} {r['stage1_img_s']:>14,.0f} {r['stage2_img_s']:>14,.0f} "
               f"{ratio:>11.2f} {r['transform_crops_s']:>18,.0f} "
               f"{r['keras_predict_crops_s']:>14,.0f} {r['first_epoch_s']:>14.1f}")
     if rows:

@@ -244,3 +244,50 @@ def test_nonfinite_loss_stops_with_clear_error(nuclei, monkeypatch):
     assert m.stop_reason_ == "non-finite loss"
     assert m.n_epochs_ == 1 and list(m.history_["stage"]) == [1]
     assert np.all(np.isfinite(m.transform(X)))
+
+
+@pytest.mark.backend
+def test_jit_compile_resolution_per_backend():
+    from ai4cellfate.estimator import XLA_MIN_STEPS, _resolve_jit_compile
+
+    backend = keras.backend.backend()
+    got = {(value, steps): _resolve_jit_compile(value, steps)
+           for value in ("auto", True, False) for steps in (XLA_MIN_STEPS - 1, XLA_MIN_STEPS)}
+    if backend == "jax":  # always compiled (Keras' "auto" is XLA on JAX)
+        assert set(got.values()) == {"auto"}
+    elif backend == "torch":  # always eager
+        assert set(got.values()) == {False}
+    else:
+        assert got == {("auto", XLA_MIN_STEPS - 1): False, ("auto", XLA_MIN_STEPS): True,
+                       (True, XLA_MIN_STEPS - 1): True, (True, XLA_MIN_STEPS): True,
+                       (False, XLA_MIN_STEPS - 1): False, (False, XLA_MIN_STEPS): False}
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize("value", ["yes", None, 1.5, "True"])
+def test_jit_compile_bad_values_are_refused_before_work(value, nuclei):
+    X, y = nuclei
+    with pytest.raises(ValueError, match="jit_compile"):
+        CellFateAAE(**FAST, jit_compile=value).fit(X, y)
+
+
+@pytest.mark.backend
+def test_jit_compile_choice_reaches_the_model(nuclei):
+    X, y = nuclei
+    backend = keras.backend.backend()
+    # 64 crops, 2 epochs at most: far below XLA_MIN_STEPS, so "auto" means no
+    # XLA on TensorFlow
+    auto = CellFateAAE(**FAST, verbose=0).fit(X, y)
+    assert auto.model_.jit_compile is (backend == "jax")
+    if backend == "torch":
+        with pytest.raises(ValueError, match="jit_compile=True is not supported on the PyTorch"):
+            CellFateAAE(**FAST, jit_compile=True).fit(X, y)
+        return
+    forced = [CellFateAAE(**FAST, jit_compile=True, verbose=0).fit(X, y) for _ in range(2)]
+    assert all(m.model_.jit_compile is True for m in forced)
+    # XLA on a CPU is deterministic: random_state reproduces the fit
+    np.testing.assert_array_equal(forced[0].transform(X), forced[1].transform(X))
+    # and it trains the same model up to float rounding of the compiled step
+    # (which Adam's normalised steps carry on: about 1% after an epoch)
+    np.testing.assert_allclose(forced[0].history_["recon_loss"].iloc[0],
+                               auto.history_["recon_loss"].iloc[0], rtol=0.05)
