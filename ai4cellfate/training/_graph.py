@@ -22,9 +22,26 @@ _PLANS = weakref.WeakKeyDictionary()
 _KERNELS = weakref.WeakKeyDictionary()
 
 
+def _input_ids(node):
+    """``id`` of a node's one input tensor, or a list of ids for one list of
+    tensors (``Add``), when its other arguments are None or ``training``;
+    else None (``forward`` then fills its arguments in the general way)."""
+    args, kwargs = node.arguments.args, node.arguments.kwargs
+    if len(args) != 1 or any(v is not None for k, v in kwargs.items() if k != "training"):
+        return None
+    arg = args[0]
+    if isinstance(arg, keras.KerasTensor):
+        return id(arg)
+    if isinstance(arg, (list, tuple)) and arg and all(
+            isinstance(a, keras.KerasTensor) for a in arg):
+        return [id(a) for a in arg]
+    return None
+
+
 def _plan(net):
-    """``[(node, layer, takes_training, output_id), ...]`` in execution order,
-    or None when ``net`` is not a graph of plain single-output layers."""
+    """``[(node, layer, takes_training, output_id, input_ids), ...]`` in
+    execution order, or None when ``net`` is not a graph of plain
+    single-output layers."""
     if net in _PLANS:
         return _PLANS[net]
     plan = None
@@ -41,7 +58,8 @@ def _plan(net):
                     plan = None
                     break
                 params = inspect.signature(layer.call).parameters
-                plan.append((node, layer, "training" in params, id(node.outputs[0])))
+                plan.append((node, layer, "training" in params, id(node.outputs[0]),
+                             _input_ids(node)))
             if plan is None:
                 break
     _PLANS[net] = plan
@@ -52,7 +70,7 @@ def _kernels(net, plan, kernel_for):
     """``[f or None, ...]`` per plan entry: ``kernel_for(layer)``, cached."""
     cache = _KERNELS.setdefault(net, {})
     if kernel_for not in cache:
-        cache[kernel_for] = [kernel_for(layer) for _, layer, _, _ in plan]
+        cache[kernel_for] = [kernel_for(entry[1]) for entry in plan]
     return cache[kernel_for]
 
 
@@ -85,13 +103,18 @@ def forward(net, x, training, kernel_for=None):
         return net(x, training=training)
     kernels = [None] * len(plan) if kernel_for is None else _kernels(net, plan, kernel_for)
     values = {id(net.inputs[0]): x}
-    for (node, layer, takes_training, out_id), kernel in zip(plan, kernels):
-        args, kwargs = node.arguments.fill_in(values)
+    training = bool(training)
+    for (node, layer, takes_training, out_id, in_ids), kernel in zip(plan, kernels):
+        if in_ids is None:
+            args, kwargs = node.arguments.fill_in(values)
+        else:
+            arg = values[in_ids] if isinstance(in_ids, int) else [values[i] for i in in_ids]
+            args, kwargs = (arg,), {}
         if (kernel is not None and len(args) == 1
                 and all(v is None for k, v in kwargs.items() if k != "training")):
-            values[out_id] = kernel(layer, args[0], bool(training))
+            values[out_id] = kernel(layer, args[0], training)
             continue
         if takes_training:
-            kwargs["training"] = bool(training)
+            kwargs["training"] = training
         values[out_id] = layer.call(*args, **kwargs)
     return values[id(net.outputs[0])]
