@@ -86,22 +86,17 @@ def gaussian_window(size, sigma):
 
 
 def _blur_matrix(n, g, padding="valid"):
-    """Cached :func:`_blur_matrix_of` (shared: not to be written to)."""
+    """Matrix of a 1-D convolution of length-``n`` signals with ``g``.
+
+    ``"valid"``: ``(n - len(g) + 1, n)``; ``"same"``: ``(n, n)`` with zero
+    padding placed as TensorFlow's ``SAME`` places it (``(len(g) - 1) // 2``
+    before, the rest after). Cached: the array is shared, not to be written to.
+    """
     return _blur_matrix_cached(int(n), tuple(float(v) for v in g), padding)
 
 
 @functools.lru_cache(maxsize=64)
 def _blur_matrix_cached(n, g, padding):
-    return _blur_matrix_of(n, np.asarray(g), padding)
-
-
-def _blur_matrix_of(n, g, padding="valid"):
-    """Matrix of a 1-D convolution of length-``n`` signals with ``g``.
-
-    ``"valid"``: ``(n - len(g) + 1, n)``; ``"same"``: ``(n, n)`` with zero
-    padding placed as TensorFlow's ``SAME`` places it (``(len(g) - 1) // 2``
-    before, the rest after).
-    """
     size = len(g)
     if padding == "valid":
         m = np.zeros((n - size + 1, n), dtype="float32")
