@@ -54,6 +54,7 @@ def reference(nuclei):
     return model.transform(X), model.history_
 
 
+@pytest.mark.exact
 @pytest.mark.backend
 @pytest.mark.parametrize("where", ["after checkpoint", "mid stage 2"])
 def test_resumed_fit_equals_uninterrupted(nuclei, reference, tmp_path, monkeypatch, where):
@@ -86,6 +87,7 @@ def test_resumed_fit_equals_uninterrupted(nuclei, reference, tmp_path, monkeypat
     assert not os.path.exists(tmp_path / CHECKPOINT_NAME)
 
 
+@pytest.mark.exact
 def test_resume_in_stage_one_and_random_state_none(nuclei, tmp_path, monkeypatch):
     """Resuming reuses the interrupted run's seed (split, subsampling, batch
     order), so random_state=None resumes reproducibly: two resumes from copies
@@ -164,6 +166,7 @@ def test_failed_checkpoint_write_keeps_previous_one(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == [CHECKPOINT_NAME]  # no temporary file left
 
 
+@pytest.mark.exact
 def test_resume_without_checkpoint_starts_afresh(nuclei, tmp_path):
     X, y = nuclei
     a = CellFateAAE(checkpoint_dir=tmp_path / "new", **FAST).fit(X, y, resume=True)
@@ -248,6 +251,7 @@ def test_checkpoint_dir_that_is_a_file(nuclei, tmp_path):
     assert f.read_text() == "mine"
 
 
+@pytest.mark.exact
 def test_interrupt_inside_an_epoch_restores_the_last_completed_one(nuclei, tmp_path,
                                                                     monkeypatch):
     """Ctrl-C between two batches of epoch 2: the model is that of epoch 1, the

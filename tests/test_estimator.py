@@ -162,6 +162,7 @@ def test_pickle_joblib_clone(fitted, nuclei):
     assert pickle.loads(pickle.dumps(c)).get_params() == c.get_params()
 
 
+@pytest.mark.exact
 @pytest.mark.backend
 def test_random_state_reproducible(nuclei):
     X, y = nuclei
@@ -271,6 +272,7 @@ def test_jit_compile_bad_values_are_refused_before_work(value, nuclei):
         CellFateAAE(**FAST, jit_compile=value).fit(X, y)
 
 
+@pytest.mark.exact
 @pytest.mark.backend
 def test_jit_compile_choice_reaches_the_model(nuclei):
     X, y = nuclei

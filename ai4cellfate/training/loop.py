@@ -368,17 +368,14 @@ def _make_callbacks():
         """Record every epoch's losses; stop on a non-finite loss.
 
         Keeps the weights of the last finite epoch so that training that
-        diverges or is interrupted leaves a usable model. Tells the batch
-        sequence which epoch starts, so its order depends on the epoch alone
-        (and a resumed fit sees the same batches).
+        diverges or is interrupted leaves a usable model.
         """
 
-        def __init__(self, stage, rows, snapshot, batches):
+        def __init__(self, stage, rows, snapshot):
             super().__init__()
             self.stage = stage
             self.rows = rows
             self.snapshot = snapshot  # shared by both stages
-            self.batches = batches
             self.bad = None
 
         def _keep_weights(self):
@@ -387,9 +384,6 @@ def _make_callbacks():
         def on_train_begin(self, logs=None):
             if "weights" not in self.snapshot:
                 self._keep_weights()
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.batches.set_epoch(epoch)
 
         def on_epoch_end(self, epoch, logs=None):
             logs = {k: float(v) for k, v in (logs or {}).items()}
@@ -402,7 +396,7 @@ def _make_callbacks():
             self._keep_weights()
 
     class ShuffledBatches(keras.utils.PyDataset):
-        """Whole batches in an order drawn from ``(seed, epoch)`` alone.
+        """An endless stream of whole batches whose order is drawn from ``(seed, epoch)``.
 
         Every epoch is a fresh permutation of the training images; the last
         ``len(X) % batch_size`` of it are left out (a partial batch would
@@ -411,21 +405,38 @@ def _make_callbacks():
         backend's global random state; this keeps ``random_state`` in control,
         and a fit resumed at epoch ``e`` sees the batches an uninterrupted one
         would.
+
+        Item ``i`` is batch ``i % steps`` of epoch ``first_epoch + i // steps``:
+        the epoch is a function of the index alone (one sequence per
+        ``Model.fit`` call, given ``steps_per_epoch=steps``). An order switched
+        by an epoch callback instead races with prefetching: TensorFlow's
+        ``tf.data`` prefetch thread reads the next epoch's first batches before
+        ``on_epoch_begin`` runs, so the batches a fit saw depended on thread
+        timing (and a resumed fit could differ from an uninterrupted one).
         """
 
-        def __init__(self, X, y, batch_size, seed):
+        def __init__(self, X, y, batch_size, seed, first_epoch=0):
             super().__init__()
             self.X, self.y, self.batch_size, self.seed = X, y, batch_size, seed
-            self.set_epoch(0)
+            self.first_epoch = int(first_epoch)
+            self.steps = len(X) // batch_size
+            self._cached = (None, None)  # (epoch, permutation); replaced whole, thread-safe
 
-        def set_epoch(self, epoch):
-            self.order = np.random.default_rng([self.seed, int(epoch)]).permutation(len(self.X))
+        def order(self, epoch):
+            """The permutation of the training images for ``epoch``."""
+            cached_epoch, perm = self._cached
+            if cached_epoch != epoch:
+                perm = np.random.default_rng([self.seed, int(epoch)]).permutation(len(self.X))
+                self._cached = (epoch, perm)
+            return perm
 
-        def __len__(self):
-            return len(self.X) // self.batch_size
+        @property
+        def num_batches(self):
+            return None  # endless: Model.fit is given steps_per_epoch
 
         def __getitem__(self, i):
-            idx = np.sort(self.order[i * self.batch_size:(i + 1) * self.batch_size])
+            epoch, b = self.first_epoch + i // self.steps, i % self.steps
+            idx = np.sort(self.order(epoch)[b * self.batch_size:(b + 1) * self.batch_size])
             return self.X[idx], self.y[idx]
 
     class Checkpointer(keras.callbacks.Callback):
@@ -642,7 +653,6 @@ def train_two_stage(model, train_data, criteria_data, schedule, rule, *, seed, e
     Recorder, ShuffledBatches, Checkpointer, BestEpoch, InterruptGuard = _make_callbacks()
     X_tr, y_tr = train_data
     X_fit, y_fit, X_val, y_val = criteria_data
-    batches = ShuffledBatches(X_tr, y_tr, schedule.batch_size, seed + 1)
     rows, snapshot, best = [], {}, {}
     s1, end = schedule.stage1_epochs, schedule.end
     criteria = StoppingCriteria(
@@ -689,24 +699,29 @@ def train_two_stage(model, train_data, criteria_data, schedule, rule, *, seed, e
     # Batch order comes from ShuffledBatches alone: Keras would reshuffle the
     # batches with Python's global `random`, which a checkpoint cannot hold.
     fit_kwargs = dict(verbose=int(keras_verbose), shuffle=False)
+
+    def batches(first_epoch):
+        """Data and steps for a ``Model.fit`` call whose first epoch is ``first_epoch``."""
+        data = ShuffledBatches(X_tr, y_tr, schedule.batch_size, seed + 1, first_epoch)
+        return dict(x=data, steps_per_epoch=data.steps, initial_epoch=first_epoch)
+
     try:
         if start < s1:
             model.set_loss_weights(**schedule.stage1)
-            recorder = Recorder(1, rows, snapshot, batches)
+            recorder = Recorder(1, rows, snapshot)
             cbs = [recorder] + ([progress.callback(1, criteria)] if progress else [])
-            model.fit(batches, initial_epoch=start, epochs=s1, callbacks=cbs + extra,
-                      **fit_kwargs)
+            model.fit(**batches(start), epochs=s1, callbacks=cbs + extra, **fit_kwargs)
         if (recorder is None or recorder.bad is None) and not criteria.met:
             model.set_loss_weights(**schedule.stage2_weights)
-            recorder = Recorder(2, rows, snapshot, batches)
+            recorder = Recorder(2, rows, snapshot)
             if max(start, s1) < end:
                 # The recorder runs first, so a non-finite epoch is caught
                 # before the criteria look at it; the best-epoch tracker runs
                 # after the criteria it reads.
                 cbs = [recorder, criteria, best_cb]
                 cbs += [progress.callback(2, criteria)] if progress else []
-                model.fit(batches, initial_epoch=max(start, s1), epochs=end,
-                          callbacks=cbs + extra, **fit_kwargs)
+                model.fit(**batches(max(start, s1)), epochs=end, callbacks=cbs + extra,
+                          **fit_kwargs)
         if criteria.met:
             stop = STOP_REASONS["criteria"]
     except KeyboardInterrupt:
