@@ -295,3 +295,23 @@ def test_compiled_functions_are_shared_only_between_equal_structures(monkeypatch
     assert step(seed=0) is not base                     # other code
     monkeypatch.undo()
     assert step(seed=0) is base
+
+
+def test_per_step_trainer_state_skips_attribute_tracking(monkeypatch):
+    import keras
+
+    from ai4cellfate.training import AdversarialAutoencoder
+
+    m = AdversarialAutoencoder((16, 16, 1))
+    state = {"trainable_variables": [np.zeros(2)], "non_trainable_variables": []}
+    m._jax_state = state
+    assert m._jax_state is state                      # stored as given
+    # Keras' own tracking wraps the same dict (what the override skips) ...
+    monkeypatch.setattr(AdversarialAutoencoder, "_UNTRACKED", frozenset())
+    m._jax_state = state
+    assert m._jax_state is not state
+    monkeypatch.undo()
+    # ... and other attributes are still tracked.
+    n = len(m.non_trainable_variables)
+    m.extra = keras.Variable(0.0, trainable=False)
+    assert len(m.non_trainable_variables) == n + 1
