@@ -156,3 +156,26 @@ def average_pool(x, pool_size, strides=None, padding="valid"):
         raise ValueError("only padding='valid' is implemented here")
     y = F.avg_pool2d(x.permute(0, 3, 1, 2), pool_size, strides or pool_size)
     return y.permute(0, 2, 3, 1)
+
+
+#: Tensors made by :func:`constant`, by ``(key, dtype, device)``.
+_CONSTANTS = {}
+
+
+def constant(key, make, dtype):
+    """``torch.as_tensor(make(), dtype)`` on Keras' device, made once per
+    ``key`` and kept.
+
+    For constants the losses build with NumPy (MS-SSIM's blur matrices):
+    :mod:`torch._dynamo` reads a kept tensor as a constant of a compiled
+    step, where tracing the NumPy code that makes it would break the graph.
+    The tensor is shared; nothing may write to it.
+    """
+    dtype = _dtype(dtype)
+    device = _device()
+    full_key = (key, dtype, str(device))
+    value = _CONSTANTS.get(full_key)
+    if value is None:
+        value = torch.as_tensor(make(), dtype=dtype, device=device)
+        _CONSTANTS[full_key] = value
+    return value

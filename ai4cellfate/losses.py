@@ -124,18 +124,42 @@ def _authors_window(size, sigma):
     return g / g.sum()
 
 
-def _ssim_maps(xp, x, y, g, c1, c2, padding):
+def _window(kind, size, sigma):
+    """The Gaussian taps of ``kind`` ``"centred"`` (:func:`gaussian_window`)
+    or ``"authors"`` (:func:`_authors_window`)."""
+    return (gaussian_window if kind == "centred" else _authors_window)(size, sigma)
+
+
+def _blur_tensor(xp, n, window, padding, dtype):
+    """:func:`_blur_matrix` of ``window = (kind, size, sigma)`` as a tensor.
+
+    On PyTorch it comes from ``_torch_ops.constant``'s cache, so that a
+    step compiled with ``torch.compile`` finds a ready tensor instead of
+    tracing NumPy (which broke its graph).
+    """
+    key = ("blur", int(n), window, padding)
+
+    def make():
+        return _blur_matrix(n, _window(*window), padding)
+
+    if xp is ops:
+        return ops.convert_to_tensor(make(), dtype=dtype)
+    return xp.constant(key, make, dtype)
+
+
+def _ssim_maps(xp, x, y, window, c1, c2, padding):
     """Per-pixel SSIM and contrast-structure maps of one scale.
 
-    The Gaussian window is separable, so the blur of each map is two small
-    matrix products (rows, then columns): on CPUs these run many times
-    faster, forwards and backwards, than a depthwise convolution over maps
-    with one or a few channels. The five maps are blurred together.
+    The Gaussian window (``(kind, size, sigma)``, see :func:`_window`) is
+    separable, so the blur of each map is two small matrix products (rows,
+    then columns): on CPUs these run many times faster, forwards and
+    backwards, than a depthwise convolution over maps with one or a few
+    channels. The five maps are blurred together.
     """
     h, w = int(x.shape[1]), int(x.shape[2])
     channels = int(x.shape[3])
-    rows = xp.convert_to_tensor(_blur_matrix(h, g, padding), dtype=x.dtype)
-    cols = xp.convert_to_tensor(_blur_matrix(w, g, padding), dtype=x.dtype)
+    rows = _blur_tensor(xp, h, window, padding, x.dtype)
+    cols = _blur_tensor(xp, w, window, padding, x.dtype)
     maps = xp.concatenate([x, y, x * x, y * y, x * y], axis=-1)
     blurred = xp.einsum("jw,biwc->bijc", cols, xp.einsum("ih,bhwc->biwc", rows, maps))
     mu_x = blurred[..., :channels]
@@ -157,7 +181,7 @@ def _ssim_terms(xp, x, y, window_size, sigma, c1, c2):
     shrunk to the image)."""
     h, w = int(x.shape[1]), int(x.shape[2])
     size = max(1, min(int(window_size), h, w))
-    ssim_map, cs = _ssim_maps(xp, x, y, gaussian_window(size, sigma), c1, c2, "valid")
+    ssim_map, cs = _ssim_maps(xp, x, y, ("centred", size, float(sigma)), c1, c2, "valid")
     return xp.mean(ssim_map, axis=(1, 2, 3)), xp.mean(cs, axis=(1, 2, 3))
 
 
@@ -238,18 +262,20 @@ def ms_ssim(
     _check_images(x_hat, "x_hat")
     h, w = int(x.shape[1]), int(x.shape[2])
     n_scales = min(len(weights), int(math.floor(math.log2(min(h, w)))) + 1)
-    wts = np.asarray(weights[:n_scales], dtype="float64")
+    # Python floats, not NumPy: a torch.compile'd step traces this function.
+    wts = [float(v) for v in weights[:n_scales]]
     if form == "product" or n_scales < len(weights):
-        wts = wts / wts.sum()
+        total = sum(wts)
+        wts = [v / total for v in wts]
     c1 = (k1 * max_val) ** 2
     c2 = (k2 * max_val) ** 2
 
     if form == "sum":
-        g = _authors_window(int(window_size), sigma)
+        window = ("authors", int(window_size), float(sigma))
         score = 0.0
         for j in range(n_scales):
-            ssim_map, _ = _ssim_maps(xp, x, x_hat, g, c1, c2, "same")
-            score = score + float(wts[j]) * xp.mean(xp.clip(ssim_map, 0.0, 1.0), axis=(1, 2, 3))
+            ssim_map, _ = _ssim_maps(xp, x, x_hat, window, c1, c2, "same")
+            score = score + wts[j] * xp.mean(xp.clip(ssim_map, 0.0, 1.0), axis=(1, 2, 3))
             if j < n_scales - 1:
                 x = xp.average_pool(x, 2, strides=2, padding="valid")
                 x_hat = xp.average_pool(x_hat, 2, strides=2, padding="valid")
@@ -266,7 +292,7 @@ def ms_ssim(
 
     log_score = 0.0
     for wj, t in zip(wts, terms):
-        log_score = log_score + float(wj) * xp.log(xp.clip(t, _EPS_TERM, 1.0))
+        log_score = log_score + wj * xp.log(xp.clip(t, _EPS_TERM, 1.0))
     return xp.exp(log_score)
 
 

@@ -2,9 +2,11 @@
 
 For each backend (in its own process): warm images/second of stage-1 and stage-2
 training on 2,184 crops of 20 x 20 at batch 30 (the preprint's training set;
-TensorFlow compiles the step with XLA, as ``CellFateAAE`` does for a default fit
-of that many crops, ``jit_compile="auto"``; ``--backends tensorflow-graph`` adds
-its graph mode without XLA), and transform throughput on 100,000 crops, through
+TensorFlow compiles the step with XLA and PyTorch its autoencoder part with
+``torch.compile``, as ``CellFateAAE`` does for a default fit of that many crops,
+``jit_compile="auto"``, and with ``CellFateAAE``'s thread setting;
+``--backends tensorflow-graph`` adds its graph mode without XLA,
+``torch-eager`` PyTorch's eager step), and transform throughput on 100,000 crops, through
 the path ``CellFateAAE.transform`` takes (``ai4cellfate.training.inference.predict``)
 and, for comparison, through Keras' ``Model.predict``. Prints a table.
 
@@ -12,7 +14,8 @@ Targets on a 2-core CPU: stage-2 >= 4,000 images/s on the fastest backend, and n
 backend more than 3x slower than it; stage 2 no slower than 1.3 x stage 1 on the
 same backend; transform >= 50,000 crops/s.
 
-Usage: python benchmarks/train_speed.py [--backends jax torch tensorflow tensorflow-graph]
+Usage: python benchmarks/train_speed.py [--backends jax torch tensorflow tensorflow-graph
+       torch-eager]
        [--epochs 3] [--torch-threads N]
 """
 
@@ -36,6 +39,7 @@ def measure(epochs, jit_compile):
     from ai4cellfate.estimator import _resolve_jit_compile
     from ai4cellfate.training import AdversarialAutoencoder
     from ai4cellfate.training.inference import predict
+    from ai4cellfate.training.model import backend_module
 
     X, y = make_nuclei(N_TRAIN, random_state=0)
     X = X[..., None]
@@ -50,8 +54,10 @@ def measure(epochs, jit_compile):
     model.compile(optimizer=keras.optimizers.Adam(1e-3, beta_1=0.0, beta_2=0.9),
                   jit_compile=jit_compile)
     Xs, ys = X[: n_steps * BATCH], y[: n_steps * BATCH]  # whole batches
-    out = {"backend": keras.backend.backend()
-           + ("+xla" if keras.backend.backend() == "tensorflow" and model.jit_compile else "")}
+    backend = keras.backend.backend()
+    compiled = getattr(model, "_compiled_losses", None) is not None
+    out = {"backend": backend + ("+xla" if backend == "tensorflow" and model.jit_compile else "")
+           + ("+compile" if compiled else "")}
 
     def rate(stage):
         if stage == 1:
@@ -65,8 +71,12 @@ def measure(epochs, jit_compile):
         model.fit(Xs, ys, batch_size=BATCH, epochs=epochs, verbose=0)
         return len(Xs) * epochs / (time.perf_counter() - t), first
 
-    out["stage1_img_s"], out["first_epoch_s"] = rate(1)
-    out["stage2_img_s"], _ = rate(2)
+    # as CellFateAAE.fit runs (one intra-op thread on PyTorch)
+    with backend_module().cpu_threads():
+        out["stage1_img_s"], out["first_epoch_s"] = rate(1)
+        out["stage2_img_s"], _ = rate(2)
+    if compiled and model._compiled_losses.error:
+        out["backend"] += f" (compile failed: {model._compiled_losses.error})"
     big = np.random.default_rng(0).random((N_TRANSFORM, 20, 20, 1), dtype=np.float32)
     # What CellFateAAE.transform/predict run: one compiled encoder call per
     # fixed-size batch (ai4cellfate.training.inference.predict).
@@ -86,7 +96,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", nargs="*", default=["jax", "tensorflow", "torch"],
                         help="jax, tensorflow, torch; tensorflow-graph is TensorFlow "
-                             "without XLA")
+                             "without XLA, torch-eager PyTorch without torch.compile")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--torch-threads", type=int, default=None,
                         help="OMP_NUM_THREADS for the torch run (default: unset)")
@@ -99,7 +109,8 @@ def main():
         return 0
     rows = []
     for name in args.backends:
-        backend, jit = ("tensorflow", "off") if name == "tensorflow-graph" else (name, "auto")
+        backend, jit = {"tensorflow-graph": ("tensorflow", "off"),
+                        "torch-eager": ("torch", "off")}.get(name, (name, "auto"))
         if importlib.util.find_spec(backend) is None:
             print(f"{backend}: not installed")
             continue

@@ -256,8 +256,17 @@ def test_jit_compile_resolution_per_backend():
            for value in ("auto", True, False) for steps in (XLA_MIN_STEPS - 1, XLA_MIN_STEPS)}
     if backend == "jax":  # always compiled (Keras' "auto" is XLA on JAX)
         assert set(got.values()) == {"auto"}
-    elif backend == "torch":  # always eager
-        assert set(got.values()) == {False}
+    elif backend == "torch":
+        from ai4cellfate.estimator import TORCH_COMPILE_MIN_STEPS, _torch_can_compile
+
+        assert TORCH_COMPILE_MIN_STEPS > XLA_MIN_STEPS  # "auto" is eager up to there
+        assert got == {("auto", XLA_MIN_STEPS - 1): False, ("auto", XLA_MIN_STEPS): False,
+                       (True, XLA_MIN_STEPS - 1): True, (True, XLA_MIN_STEPS): True,
+                       (False, XLA_MIN_STEPS - 1): False, (False, XLA_MIN_STEPS): False}
+        long_fit = _resolve_jit_compile("auto", TORCH_COMPILE_MIN_STEPS)
+        assert long_fit is _torch_can_compile()
+        assert _resolve_jit_compile("auto", TORCH_COMPILE_MIN_STEPS - 1) is False
+        assert _resolve_jit_compile(False, 10**6) is False
     else:
         assert got == {("auto", XLA_MIN_STEPS - 1): False, ("auto", XLA_MIN_STEPS): True,
                        (True, XLA_MIN_STEPS - 1): True, (True, XLA_MIN_STEPS): True,
@@ -277,17 +286,15 @@ def test_jit_compile_bad_values_are_refused_before_work(value, nuclei):
 def test_jit_compile_choice_reaches_the_model(nuclei):
     X, y = nuclei
     backend = keras.backend.backend()
-    # 64 crops, 2 epochs at most: far below XLA_MIN_STEPS, so "auto" means no
-    # XLA on TensorFlow
+    # 64 crops, 2 epochs at most: far below XLA_MIN_STEPS and
+    # TORCH_COMPILE_MIN_STEPS, so "auto" means no XLA on TensorFlow and an
+    # eager step on PyTorch
     auto = CellFateAAE(**FAST, verbose=0).fit(X, y)
     assert auto.model_.jit_compile is (backend == "jax")
-    if backend == "torch":
-        with pytest.raises(ValueError, match="jit_compile=True is not supported on the PyTorch"):
-            CellFateAAE(**FAST, jit_compile=True).fit(X, y)
-        return
     forced = [CellFateAAE(**FAST, jit_compile=True, verbose=0).fit(X, y) for _ in range(2)]
-    assert all(m.model_.jit_compile is True for m in forced)
-    # XLA on a CPU is deterministic: random_state reproduces the fit
+    # PyTorch compiles its own part of the step (torch.compile), not Keras'
+    assert all(m.model_.jit_compile is (backend != "torch") for m in forced)
+    # XLA (and Inductor) on a CPU is deterministic: random_state reproduces the fit
     np.testing.assert_array_equal(forced[0].transform(X), forced[1].transform(X))
     # and it trains the same model up to float rounding of the compiled step
     # (which Adam's normalised steps carry on: about 1% after an epoch)

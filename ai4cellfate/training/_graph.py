@@ -102,6 +102,14 @@ def forward(net, x, training, kernel_for=None):
     if plan is None:
         return net(x, training=training)
     kernels = [None] * len(plan) if kernel_for is None else _kernels(net, plan, kernel_for)
+    return run(net, plan, kernels, x, training)
+
+
+def run(net, plan, kernels, x, training):
+    """:func:`forward` with the plan (``_plan(net)``, not None) and one
+    kernel (or None) per entry given, touching no cache: what a function
+    compiled with ``torch.compile`` calls, where reading a module-level
+    cache would make its guards depend on the cache's size."""
     values = {id(net.inputs[0]): x}
     training = bool(training)
     for (node, layer, takes_training, out_id, in_ids), kernel in zip(plan, kernels):

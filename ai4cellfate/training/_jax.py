@@ -56,8 +56,8 @@ def _code(model):
     from .. import losses
 
     layers = [model, *model._flatten_layers(include_self=False)]
-    methods = ("call", "train_step", "autoencoder_losses", "discriminator_losses",
-               "_normalized_kernel")
+    methods = ("call", "train_step", "autoencoder_losses", "_autoencoder_terms",
+               "discriminator_losses", "_normalized_kernel")
     code = [getattr(type(layer), m, None) for layer in layers for m in methods]
     code += [getattr(losses, name) for name in losses.__all__]
     code += [train_step, _run]

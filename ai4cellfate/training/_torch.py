@@ -23,7 +23,8 @@ def train_step(model, data):
     x, y = data[0], data[1]
     ae_vars = model.autoencoder_variables
     d_vars = model.discriminator_variables
-    terms = model.autoencoder_losses(x, y)
+    compiled = getattr(model, "_compiled_losses", None)
+    terms = model.autoencoder_losses(x, y) if compiled is None else compiled(x, y)
     ae_grads = _grads(terms["loss"], ae_vars)
     disc = model.discriminator_losses(terms["z"].detach())
     d_grads = _grads(disc, d_vars)

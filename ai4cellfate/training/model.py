@@ -150,13 +150,31 @@ class AdversarialAutoencoder(keras.Model):
     #: layer or seed generator, so there is nothing for Keras' attribute
     #: tracking to find; walking the state's ~200 arrays cost about 0.2 ms a
     #: step (3% of a JAX step).
-    _UNTRACKED = frozenset(("_jax_state", "_jax_state_synced"))
+    #: ``_compiled_losses`` (PyTorch, ``compile(jit_compile=True)``) holds a
+    #: ``torch.compile`` wrapper, not state.
+    _UNTRACKED = frozenset(("_jax_state", "_jax_state_synced", "_compiled_losses"))
 
     def __setattr__(self, name, value):
         if name in self._UNTRACKED:
             object.__setattr__(self, name, value)
             return
         super().__setattr__(name, value)
+
+    def compile(self, *args, jit_compile="auto", **kwargs):
+        """:meth:`keras.Model.compile`; on PyTorch ``jit_compile=True``
+        compiles the autoencoder's forward pass and losses with
+        ``torch.compile`` (see ``_torch_compile``; the rest of the step stays
+        eager) instead of Keras' compilation of the whole step, and
+        ``"auto"`` runs eagerly."""
+        compiled = None
+        if keras.backend.backend() == "torch":
+            if jit_compile is True:
+                from ._torch_compile import CompiledLosses
+
+                compiled = CompiledLosses(self)
+            jit_compile = False
+        super().compile(*args, jit_compile=jit_compile, **kwargs)
+        self._compiled_losses = compiled
 
     # -- configuration -------------------------------------------------------
     def get_config(self):
@@ -209,14 +227,17 @@ class AdversarialAutoencoder(keras.Model):
         """Trainable variables of the discriminator."""
         return self.discriminator.trainable_variables
 
-    def _net(self, net, x):
-        """``net(x, training=True)``; on PyTorch layer by layer without Keras'
-        per-call machinery (``_graph.forward``), each layer in torch
-        operations where ``_torch_layers`` covers it."""
+    def _net(self, net, x, runner=None):
+        """``net(x, training=True)``; on PyTorch ``runner(net, x)`` when
+        given, else layer by layer without Keras' per-call machinery
+        (``_graph.forward``), each layer in torch operations where
+        ``_torch_layers`` covers it."""
+        if runner is not None:
+            return runner(net, x)
         if keras.backend.backend() == "torch":
-            from . import _torch_layers
+            from ._torch_layers import kernel_for
 
-            return _graph.forward(net, x, training=True, kernel_for=_torch_layers.kernel_for)
+            return _graph.forward(net, x, training=True, kernel_for=kernel_for)
         return net(x, training=True)
 
     def autoencoder_losses(self, x, y):
@@ -228,9 +249,15 @@ class AdversarialAutoencoder(keras.Model):
             ``loss`` (weighted total), ``recon_loss``, ``adv_loss``,
             ``contra_loss``, ``cov_loss`` and the latents ``z``.
         """
-        z = self._net(self.encoder, x)
-        x_hat = self._net(self.decoder, z)
-        d_fake = self._net(self.discriminator, z)
+        return self._autoencoder_terms(x, y)
+
+    def _autoencoder_terms(self, x, y, runner=None):
+        """:meth:`autoencoder_losses` with the three networks run by
+        ``runner(net, x)`` when given (``_torch_compile`` passes one that
+        adds pre-drawn noise)."""
+        z = self._net(self.encoder, x, runner)
+        x_hat = self._net(self.decoder, z, runner)
+        d_fake = self._net(self.discriminator, z, runner)
         recon = losses.reconstruction_loss(
             x, x_hat, window_size=self.ssim_window, form=self.ssim_form
         )
