@@ -252,3 +252,35 @@ def test_auto_compiles_only_with_a_cpu_and_a_cpp_compiler(monkeypatch):
 
     monkeypatch.setattr(torch_core, "get_device", lambda: "cuda:0")
     assert estimator._torch_can_compile() is False
+
+
+@pytest.mark.exact
+def test_resumed_compiled_fit_equals_uninterrupted(tmp_path, monkeypatch):
+    # Inductor where it can build kernels (else the eager fallback): an
+    # interrupted and resumed compiled fit gives the uninterrupted one's
+    # latents bit for bit (the draws come from the restored seed states).
+    from ai4cellfate.datasets import make_nuclei
+    from ai4cellfate.training import StoppingCriteria
+
+    X, y = make_nuclei(64, image_size=16, random_state=0)
+    params = dict(stage1_epochs=1, min_epochs=3, max_epochs=3, batch_size=16, random_state=0,
+                  min_accuracy=1.0, max_kl=0.0, verbose=0, jit_compile=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = CellFateAAE(**params).fit(X, y)
+        orig = StoppingCriteria.on_epoch_end
+
+        def interrupt(self, epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt
+            return orig(self, epoch, logs)
+
+        with monkeypatch.context() as mp:
+            mp.setattr(StoppingCriteria, "on_epoch_end", interrupt)
+            first = CellFateAAE(checkpoint_dir=tmp_path, **params).fit(X, y)
+        assert first.stop_reason_ == "interrupted"
+        resumed = CellFateAAE(checkpoint_dir=tmp_path, **params).fit(X, y, resume=True)
+    assert resumed.resumed_from_epoch_ == 2 and reference.n_epochs_ == 4
+    np.testing.assert_array_equal(resumed.transform(X), reference.transform(X))
+    np.testing.assert_array_equal(resumed.history_["loss"].to_numpy(),
+                                  reference.history_["loss"].to_numpy())
