@@ -9,7 +9,7 @@ wall time, so criteria and the latent classifier are included).
 Usage::
 
     python benchmarks/hela_fit_speed.py ../shared/data/ctc-hela-02 \
-        [--backends jax tensorflow torch]
+        [--backends jax tensorflow torch] [--no-compile]
 
 The target (issue: speed) is <= 67 s for the whole fit on the fastest backend of a
 2-core CPU, 15x faster than the authors' code (about 1,000 s there).
@@ -26,7 +26,7 @@ import sys
 import time
 
 
-def child(path):
+def child(path, jit_compile="auto"):
     import warnings
 
     import keras
@@ -37,12 +37,13 @@ def child(path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         data = load_ctc(path, sequence="02", horizon=24, crop_size=40, output_size=20)
-        model = CellFateAAE(random_state=42, verbose=0)
+        model = CellFateAAE(random_state=42, verbose=0, jit_compile=jit_compile)
         start = time.perf_counter()
         model.fit(data.X, data.y, groups=data.groups)
         wall = time.perf_counter() - start
     n_train = 8 * 0.8 * 2 * min(int((data.y == 0).sum()), int((data.y == 1).sum()))
-    return {"backend": keras.backend.backend(), "wall_s": wall, "epochs": int(model.n_epochs_),
+    backend = keras.backend.backend() + ("" if jit_compile == "auto" else " (eager)")
+    return {"backend": backend, "wall_s": wall, "epochs": int(model.n_epochs_),
             "stop_reason": model.stop_reason_, "img_s": n_train * model.n_epochs_ / wall}
 
 
@@ -50,25 +51,30 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("ctc", help="the ctc-hela-02 folder")
     parser.add_argument("--backends", nargs="*", default=["jax", "tensorflow", "torch"])
+    parser.add_argument("--no-compile", action="store_true",
+                        help="jit_compile=False (TensorFlow without XLA, PyTorch eager); "
+                             "default: CellFateAAE's \"auto\"")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print("RESULT " + json.dumps(child(args.ctc)), flush=True)
+        jit = False if args.no_compile else "auto"
+        print("RESULT " + json.dumps(child(args.ctc, jit)), flush=True)
         return 0
-    print(f"{'backend':<11} {'wall s':>8} {'epochs':>7} {'img/s':>8}  stop reason")
+    print(f"{'backend':<15} {'wall s':>8} {'epochs':>7} {'img/s':>8}  stop reason")
     for backend in args.backends:
         if importlib.util.find_spec(backend) is None:
             print(f"{backend}: not installed")
             continue
         env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-        res = subprocess.run([sys.executable, __file__, args.ctc, "--child"], env=env,
+        res = subprocess.run([sys.executable, __file__, args.ctc, "--child"]
+                             + (["--no-compile"] if args.no_compile else []), env=env,
                              capture_output=True, text=True)
         line = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
         if res.returncode or not line:
             print(f"{backend}: failed\n{res.stderr[-2000:]}")
             continue
         r = json.loads(line[0][7:])
-        print(f"{r['backend']:<11} {r['wall_s']:>8.0f} {r['epochs']:>7} {r['img_s']:>8,.0f}  "
+        print(f"{r['backend']:<15} {r['wall_s']:>8.0f} {r['epochs']:>7} {r['img_s']:>8,.0f}  "
               f"{r['stop_reason']}", flush=True)
     return 0
 

@@ -34,8 +34,8 @@ def _data(n=32, size=16):
     return X[..., None].astype("float32"), y.astype("float32")
 
 
-def _model(jit_compile, seed=0, size=16):
-    model = AdversarialAutoencoder((size, size, 1), seed=seed)
+def _model(jit_compile, seed=0, size=16, **kwargs):
+    model = AdversarialAutoencoder((size, size, 1), seed=seed, **kwargs)
     model.compile(optimizer=keras.optimizers.Adam(1e-3, beta_1=0.0, beta_2=0.9),
                   jit_compile=jit_compile)
     model.optimizer.build(model.trainable_variables)
@@ -63,9 +63,10 @@ def aot_eager(monkeypatch):
     monkeypatch.setattr(_torch_compile, "BACKEND", "aot_eager")
 
 
-def test_compiled_steps_equal_eager_steps_bit_for_bit(aot_eager):
+@pytest.mark.parametrize("ssim_form", ["product", "sum"])
+def test_compiled_steps_equal_eager_steps_bit_for_bit(aot_eager, ssim_form):
     X, y = _data()
-    eager, compiled = _model(False), _model(True)
+    eager, compiled = _model(False, ssim_form=ssim_form), _model(True, ssim_form=ssim_form)
     assert eager._compiled_losses is None
     assert isinstance(compiled._compiled_losses, _torch_compile.CompiledLosses)
     for a, b in zip(_values(eager), _values(compiled)):  # same start
