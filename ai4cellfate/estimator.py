@@ -73,9 +73,9 @@ XLA_MIN_STEPS = 2000
 #: Training steps (counted as for ``XLA_MIN_STEPS``) from which
 #: ``jit_compile="auto"`` compiles the PyTorch step's autoencoder part with
 #: ``torch.compile`` on a CPU. Measured 2026-12-07 on 2 cores: compiling took
-#: about 14 s with Inductor's on-disk cache warm and 81 s cold, and each
-#: stage-2 step about 7 ms less (1,020-1,100 -> 1,416-1,488 img/s at batch
-#: 30); so it pays from about 2,000 steps warm and 11,000 cold.
+#: about 5-15 s with Inductor's on-disk cache warm and 81 s cold, and each
+#: stage-2 step 4.5-7 ms less (1.2-1.4x at batch 30); so it pays from about
+#: 2,000 steps warm and 15,000 cold (the default HeLa fit: 9,400).
 TORCH_COMPILE_MIN_STEPS = 4000
 
 
@@ -235,10 +235,10 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         than TensorFlow's graph mode on CPUs but compiles for about 8 s per
         model, which short fits do not pay back. PyTorch: ``torch.compile``
         of the autoencoder's forward pass and losses (the discriminator's
-        update and Adam stay eager), about 1.4x faster per stage-2 step on
+        update and Adam stay eager), 1.2-1.4x faster per stage-2 step on
         CPUs; ``"auto"`` uses it from 4,000 such steps on a CPU with a C++
-        compiler, since compiling takes about 15 s with Inductor's on-disk
-        cache warm and 80 s cold. The same random draws are made as eagerly,
+        compiler, since compiling takes about 5-15 s with Inductor's on-disk
+        cache warm and 80 s cold (the first compiled fit on a machine). The same random draws are made as eagerly,
         so results differ from an eager fit by float rounding only; where
         compiling fails, a ``RuntimeWarning`` says why and training goes on
         eagerly. JAX always compiles its step with XLA (its uncompiled mode

@@ -2,9 +2,9 @@
 
 An eager PyTorch training step of the preprint's networks runs about 2,100
 ATen operations of ~10 us each on a 2-core CPU; its arithmetic is a few
-milliseconds. Compiled (forward and backward through AOTAutograd, kernels by
-Inductor), the autoencoder part of the step ran about 1.5x faster. The rest
-of the step (the discriminator's small update and Adam) stays eager.
+milliseconds. With the autoencoder's part compiled (forward and backward
+through AOTAutograd, kernels by Inductor), stage-2 steps ran 1.2-1.4x faster.
+The rest of the step (the discriminator's small update and Adam) stays eager.
 
 What compilation needs, and how it is met here:
 
@@ -20,7 +20,8 @@ What compilation needs, and how it is met here:
 * **One graph** (``fullgraph=True``). Anything that would split it raises at
   the first call instead; so does a missing C++ compiler. Either way the
   failure is reported in a warning and training goes on eagerly, with the
-  draws already made (:attr:`CompiledLosses.error` says why).
+  draws already made (:attr:`CompiledLosses.error` says why). So is a network
+  whose draws cannot be made outside (a random layer without a replay here).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import torch
 from .._random import torch_generator
 from . import _graph, _torch_layers
 
-__all__ = ["CompiledLosses", "compilable", "BACKEND"]
+__all__ = ["CompiledLosses", "BACKEND"]
 
 #: ``torch.compile``'s backend when none is given.
 BACKEND = "inductor"
@@ -66,24 +67,6 @@ def _noise_layers(nets):
     return found
 
 
-def compilable(model):
-    """Why ``model``'s autoencoder losses cannot be compiled, or None.
-
-    Parameters
-    ----------
-    model : AdversarialAutoencoder
-
-    Returns
-    -------
-    reason : str or None
-    """
-    nets = (model.encoder, model.decoder, model.discriminator)
-    if _noise_layers(nets) is None:
-        return ("a network is not a plain functional model, or it has a random layer "
-                "whose draws cannot be made outside the graph")
-    return None
-
-
 def _reason(exc):
     """``"Type: first line"`` of the innermost cause of ``exc`` (Dynamo wraps
     a backend's exception in its own)."""
@@ -113,7 +96,8 @@ class CompiledLosses:
     Attributes
     ----------
     error : str or None
-        Why compilation failed (training then runs eagerly), else None.
+        Why the step is not compiled (training then runs eagerly, with a
+        ``RuntimeWarning`` at the first call), else None.
     calls : int
         Calls so far.
     """
@@ -121,10 +105,12 @@ class CompiledLosses:
     def __init__(self, model, backend=None):
         self.model = model
         self.backend = backend = BACKEND if backend is None else backend
-        self.error = compilable(model)
         self.calls = 0
         nets = (model.encoder, model.decoder, model.discriminator)
-        self._noise = None if self.error else _noise_layers(nets)
+        self._noise = _noise_layers(nets)
+        self.error = None if self._noise is not None else (
+            "a network is not a plain functional model, or has a random layer whose "
+            "draws cannot be made outside the graph")
         self._slot = {id(layer): i for i, (layer, _, _) in enumerate(self._noise or [])}
         self._pending = []
         # Plans and kernels resolved here, outside the compiled function: it
@@ -204,6 +190,9 @@ class CompiledLosses:
         tensors; ``loss`` has a gradient)."""
         self.calls += 1
         if self._noise is None:  # not compilable: the plain eager step
+            if self.calls == 1:
+                warnings.warn(f"torch.compile of the training step is not used, so training "
+                              f"runs eagerly: {self.error}", RuntimeWarning, stacklevel=2)
             return self.model.autoencoder_losses(x, y)
         if self.error is not None:  # compiling failed: eager, same draws
             return self._eager(x, y, self.draws(x))
