@@ -173,17 +173,12 @@ class CompiledLosses:
         raise ValueError(f"{net.name!r} is not a network of the compiled model")
 
     def _run(self, x, y, draws):
+        """The terms with this call's ``draws``: what is compiled, and what
+        runs eagerly (the same draws) where compiling failed."""
         self._pending[:] = draws
         terms = self.model._autoencoder_terms(x, y, self._runner)
         self._pending.clear()
         return terms
-
-    def _eager(self, x, y, draws):
-        self._pending[:] = draws
-        try:
-            return self.model._autoencoder_terms(x, y, self._runner)
-        finally:
-            self._pending.clear()
 
     def __call__(self, x, y):
         """The terms of ``model.autoencoder_losses(x, y)`` (a dict of
@@ -195,7 +190,7 @@ class CompiledLosses:
                               f"runs eagerly: {self.error}", RuntimeWarning, stacklevel=2)
             return self.model.autoencoder_losses(x, y)
         if self.error is not None:  # compiling failed: eager, same draws
-            return self._eager(x, y, self.draws(x))
+            return self._run(x, y, self.draws(x))
         if self.calls == 1:
             # Fill the constant cache (MS-SSIM's blur matrices) eagerly; the
             # loss of an image with itself moves no state.
@@ -218,4 +213,4 @@ class CompiledLosses:
             warnings.warn(
                 "torch.compile of the training step failed, so training runs eagerly "
                 f"(same results, slower): {self.error}", RuntimeWarning, stacklevel=2)
-            return self._eager(x, y, draws)
+            return self._run(x, y, draws)
