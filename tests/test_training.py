@@ -315,3 +315,31 @@ def test_per_step_trainer_state_skips_attribute_tracking(monkeypatch):
     n = len(m.non_trainable_variables)
     m.extra = keras.Variable(0.0, trainable=False)
     assert len(m.non_trainable_variables) == n + 1
+
+
+@pytest.mark.parametrize("n_train, n_val, joint", [(1424, 365, True), (1024, 256, False)])
+def test_criteria_encode_both_sets_in_one_call_when_that_pads_less(n_train, n_val, joint):
+    from ai4cellfate.training.criteria import StoppingCriteria
+    from ai4cellfate.training.inference import padded_rows
+
+    rng = np.random.default_rng(0)
+    X_tr = rng.random((n_train, 3)).astype("float32")
+    X_val = rng.random((n_val, 3)).astype("float32")
+    weights = rng.normal(size=(3, 2)).astype("float32")
+    calls = []
+
+    def encode(A):
+        calls.append(len(A))
+        return A @ weights
+
+    crit = StoppingCriteria(encode, (X_tr, np.zeros(n_train)), (X_val, np.zeros(n_val)),
+                            min_epochs=0, thresholds={})
+    for _ in range(2):
+        z_tr, z_val = crit._encode_both()
+        np.testing.assert_array_equal(z_tr, X_tr @ weights)
+        np.testing.assert_array_equal(z_val, X_val @ weights)
+    # 1424 + 365 rows run as one batch of 2048 instead of 2048 + 512;
+    # 1024 + 256 would pad to 2048 together, 1280 apart
+    assert calls == ([n_train + n_val] * 2 if joint else [n_train, n_val] * 2)
+    assert padded_rows(n_train + n_val) == 2048
+    assert padded_rows(n_train) + padded_rows(n_val) == (2560 if joint else 1280)

@@ -35,6 +35,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, precision_score
 
 from ..metrics import centroid_distance, kl_divergence_to_normal
+from .inference import padded_rows
 
 __all__ = ["fit_latent_classifier", "evaluate_criteria", "balanced_precision",
            "StoppingCriteria"]
@@ -254,10 +255,27 @@ class StoppingCriteria(keras.callbacks.Callback):
         self.first_epoch = int(first_epoch)
         self.records = {}
         self.met = False
+        self._joint = None  # training and validation images, concatenated once
+
+    def _encode_both(self):
+        """Training and validation latents: one encoder call on both image
+        sets together where that computes fewer (padded) rows than two calls
+        (one inference batch fewer each epoch; an image's latent does not
+        depend on what else is in its batch)."""
+        X_tr, X_val = self.train_data[0], self.val_data[0]
+        if X_val is X_tr:
+            z = self.encode(X_tr)
+            return z, z
+        n = len(X_tr)
+        if padded_rows(n + len(X_val)) <= padded_rows(n) + padded_rows(len(X_val)):
+            if self._joint is None:
+                self._joint = np.concatenate([X_tr, X_val])
+            z = self.encode(self._joint)
+            return z[:n], z[n:]
+        return self.encode(X_tr), self.encode(X_val)
 
     def on_epoch_end(self, epoch, logs=None):
-        z_train = self.encode(self.train_data[0])
-        z_val = self.encode(self.val_data[0])
+        z_train, z_val = self._encode_both()
         if not (np.all(np.isfinite(z_train)) and np.all(np.isfinite(z_val))):
             return  # the non-finite guard of the estimator reports this
         same = self.val_data[0] is self.train_data[0]

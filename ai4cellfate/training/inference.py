@@ -8,12 +8,39 @@ import numpy as np
 
 from .model import backend_module
 
-__all__ = ["PREDICT_BATCH", "predict"]
+__all__ = ["PREDICT_BATCH", "padded_rows", "predict"]
 
 #: Largest inference batch (batch sizes are powers of two up to this).
 PREDICT_BATCH = 4096
 
 _PREDICT_FUNCTIONS = weakref.WeakKeyDictionary()
+
+
+def _batch(n):
+    return min(PREDICT_BATCH, 1 << max(0, (n - 1).bit_length()))
+
+
+def padded_rows(n):
+    """Rows :func:`predict` computes for ``n`` inputs (padding included).
+
+    Parameters
+    ----------
+    n : int
+        Number of inputs.
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> padded_rows(1424), padded_rows(365), padded_rows(1789), padded_rows(5000)
+    (2048, 512, 2048, 8192)
+    """
+    if n <= 0:
+        return 0
+    batch = _batch(n)
+    return -(-n // batch) * batch
 
 
 def predict(net, A):
@@ -29,7 +56,7 @@ def predict(net, A):
     if fn is None:
         fn = _PREDICT_FUNCTIONS[net] = backend.predict_function(net)
     n = len(A)
-    batch = min(PREDICT_BATCH, 1 << max(0, (n - 1).bit_length()))
+    batch = _batch(n)
     out = []
     with backend.cpu_threads():
         for start in range(0, n, batch):
