@@ -343,3 +343,18 @@ def test_criteria_encode_both_sets_in_one_call_when_that_pads_less(n_train, n_va
     assert calls == ([n_train + n_val] * 2 if joint else [n_train, n_val] * 2)
     assert padded_rows(n_train + n_val) == 2048
     assert padded_rows(n_train) + padded_rows(n_val) == (2560 if joint else 1280)
+
+
+@pytest.mark.backend
+def test_an_images_latent_does_not_depend_on_its_inference_batch():
+    """What encoding the criteria's two image sets in one call relies on:
+    the same latents, bit for bit, as two calls (different padded batches)."""
+    from ai4cellfate.networks import build_encoder
+    from ai4cellfate.training.inference import predict
+
+    encoder = build_encoder((20, 20, 1), seed=3)
+    A = np.random.default_rng(1).random((300, 20, 20, 1)).astype("float32")
+    together = predict(encoder, A)                              # one batch of 512
+    apart = np.concatenate([predict(encoder, A[:230]), predict(encoder, A[230:])])  # 256 + 128
+    assert together.shape == (300, 2)
+    np.testing.assert_array_equal(together, apart)
