@@ -73,6 +73,25 @@ def test_import_and_construct_do_not_import_tensorflow(backend):
     assert not _noise(res.stderr), res.stderr
 
 
+@pytest.mark.parametrize("backend", [b for b in ("torch", "jax") if _installed(b)])
+def test_load_and_predict_do_not_import_tensorflow(backend):
+    """A saved model loaded in a fresh process and used for prediction (what
+    ``ai4cellfate predict`` does) never goes through the estimator's own Keras
+    import; on JAX the compiled encoder's key calls ``get_config``, which
+    imported TensorFlow (2-3 s) wherever it is installed."""
+    code = (
+        "import sys, numpy as np, ai4cellfate\n"
+        f"m = ai4cellfate.load({str(REFERENCE)!r})\n"
+        "p = m.predict_proba(np.zeros((3,) + m.image_shape_, 'float32'))\n"
+        "z = m.transform(np.zeros((2,) + m.image_shape_, 'float32'))\n"
+        "print(p.shape, z.shape, 'tensorflow' in sys.modules)\n"
+    )
+    res = _run([sys.executable, "-c", code], KERAS_BACKEND=backend)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split()[-1] == "False", res.stdout
+    assert not _noise(res.stderr), res.stderr
+
+
 def test_patch_is_exact_once_tensorflow_is_imported():
     """The patched check answers like Keras' own once TensorFlow is loaded."""
     fake = type("Lazy", (), {"available": True, "TensorShape": tuple})()
