@@ -70,6 +70,18 @@ def _fans(shape):
     return shape[-2] * receptive, shape[-1] * receptive
 
 
+def _host_to_backend(values):
+    """``values`` (a NumPy array) as the running backend's array: on JAX
+    placed with ``jax.device_put``, since Keras' conversion (``jnp.asarray``)
+    compiles one XLA program per shape, about 15 ms each on two cores; other
+    backends convert NumPy arrays without compiling, so they get them as is."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.device_put(values)
+    return values
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class SeededGlorotUniform(keras.initializers.Initializer):
     """Glorot-uniform initial values drawn with NumPy from a fixed seed.
@@ -100,7 +112,7 @@ class SeededGlorotUniform(keras.initializers.Initializer):
         fan_in, fan_out = _fans(shape)
         limit = math.sqrt(6.0 / max(1, fan_in + fan_out))
         values = np.random.default_rng(self.seed).uniform(-limit, limit, size=tuple(shape))
-        return values.astype(keras.backend.standardize_dtype(dtype or "float32"))
+        return _host_to_backend(values.astype(keras.backend.standardize_dtype(dtype or "float32")))
 
     def get_config(self):
         return {"seed": self.seed}
@@ -129,7 +141,7 @@ class SeededNormal(keras.initializers.Initializer):
 
     def __call__(self, shape, dtype=None):
         values = np.random.default_rng(self.seed).normal(0.0, self.stddev, size=tuple(shape))
-        return values.astype(keras.backend.standardize_dtype(dtype or "float32"))
+        return _host_to_backend(values.astype(keras.backend.standardize_dtype(dtype or "float32")))
 
     def get_config(self):
         return {"seed": self.seed, "stddev": self.stddev}

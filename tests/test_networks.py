@@ -92,6 +92,31 @@ def test_seeded_initialisers_round_trip_through_keras_serialisation():
 
 
 @pytest.mark.backend
+def test_seeded_initialisers_give_arrays_keras_takes_as_they_are():
+    """On JAX the initial values come as device arrays, which Keras keeps as
+    they are (its own conversion of a NumPy array compiles an XLA program per
+    shape); on every backend a variable gets exactly the NumPy draw."""
+    import keras
+
+    from ai4cellfate.networks import SeededGlorotUniform, SeededNormal
+
+    shape = (3, 3, 5, 11)
+    for init, draw in ((SeededGlorotUniform(seed=7),
+                        lambda: np.random.default_rng(7).uniform(
+                            -np.sqrt(6 / (45 + 99)), np.sqrt(6 / (45 + 99)), shape)),
+                       (SeededNormal(seed=7), lambda: np.random.default_rng(7).normal(size=shape))):
+        values = init(shape, "float32")
+        if keras.backend.backend() == "jax":
+            import jax
+
+            assert isinstance(values, jax.Array)
+            assert keras.ops.convert_to_tensor(values, "float32") is values
+        variable = keras.Variable(initializer=init, shape=shape, dtype="float32")
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable),
+                                      draw().astype("float32"))
+
+
+@pytest.mark.backend
 @pytest.mark.parametrize("kernel_size, c_in, filters, activation",
                          [(3, 8, 2, None), (3, 16, 8, "relu"), (3, 2, 1, "sigmoid"),
                           (1, 16, 8, None), (1, 8, 2, "relu")])
