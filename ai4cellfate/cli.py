@@ -521,9 +521,6 @@ def _train(data, params, *, seed, test_size, verbose, data_path, checkpoint_dir=
         + (f", {len(test_idx)} held out for testing" if len(test_idx) else "")
         + f" (backend {os.environ.get('KERAS_BACKEND')}, seed {seed})"
     )
-    from ._logging import keep_tensorflow_unimported
-
-    keep_tensorflow_unimported()  # saving must not import TensorFlow under jax / torch
     start = time.perf_counter()
     # Keras writes its progress bar to stdout; stdout is for results.
     with contextlib.redirect_stdout(sys.stderr), _sigterm_as_interrupt():

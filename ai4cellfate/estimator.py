@@ -52,9 +52,8 @@ def _keras():
                 if name == "keras" or name.startswith(("keras.", "ai4cellfate.training")):
                     sys.modules.pop(name, None)
             raise
-    from ._logging import keep_tensorflow_unimported
-
-    keep_tensorflow_unimported()  # Keras' saving would import TensorFlow
+    # Keras' saving would import TensorFlow under another backend: the guard
+    # is set where every network path passes, ``ai4cellfate.training``.
     return keras
 
 
