@@ -279,3 +279,41 @@ def test_interrupt_inside_an_epoch_restores_the_last_completed_one(nuclei, tmp_p
         _interrupt_after_checkpoint(mp, 1)
         after = CellFateAAE(checkpoint_dir=tmp_path, **LONG).fit(X, y)
     np.testing.assert_array_equal(inside.transform(X), after.transform(X))
+
+
+@pytest.mark.backend
+def test_interrupt_right_after_a_step_leaves_every_variable_usable(nuclei, tmp_path,
+                                                                   monkeypatch):
+    """Ctrl-C (or a signal handler's ``KeyboardInterrupt``) can land between a
+    train step's return and Keras storing its new state. On JAX that state
+    was once computed in the inputs' buffers (donated), so the state Keras
+    kept had been deleted, and saving the interrupted model failed with
+    "Array has been deleted"."""
+    from ai4cellfate.training import AdversarialAutoencoder
+
+    X, y = nuclei
+    calls = [0]
+    original = AdversarialAutoencoder.make_train_function
+
+    def make_train_function(self, force=False):
+        original(self, force)
+        step = self.train_function
+
+        def step_then_interrupt(*args, **kwargs):
+            out = step(*args, **kwargs)
+            calls[0] += 1
+            if calls[0] == 7:            # stage 2, inside its first epoch
+                raise KeyboardInterrupt
+            return out
+
+        self.train_function = step_then_interrupt
+
+    monkeypatch.setattr(AdversarialAutoencoder, "make_train_function", make_train_function)
+    model = CellFateAAE(**dict(LONG, augment=False)).fit(X, y)
+    assert calls[0] == 7
+    assert model.stop_reason_ == "interrupted" and list(model.history_["epoch"]) == [1]
+    for v in model.model_.variables + model.model_.optimizer.variables:
+        assert np.all(np.isfinite(np.asarray(v.numpy(), dtype=float))), v.path
+    path = tmp_path / "interrupted.keras"
+    model.save(path)
+    np.testing.assert_array_equal(ai4cellfate.load(path).transform(X), model.transform(X))

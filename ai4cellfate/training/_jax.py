@@ -121,6 +121,12 @@ def jitted_train_step(model):
     Sharing it means XLA compiles the step once per process instead of once
     per fit (about 15 s on two cores), which is what a grid search or a
     cross-validation of many fits pays otherwise.
+
+    The state is not donated to the step (its buffers are not reused for the
+    new state): Ctrl-C can land between the step's return and Keras storing
+    the new state, and the state Keras then holds, and writes back to the
+    variables, must still exist. Donating saved no measurable time (0.98-1.02
+    of a step on two CPU cores; the state is 9.3k parameters and their slots).
     """
     optimizer = model.optimizer
     opt_config = _strip_seeds(optimizer.get_config())
@@ -128,7 +134,7 @@ def jitted_train_step(model):
         type(optimizer).__qualname__, opt_config,
         _variables_signature(optimizer.variables),
     ])
-    return _shared(key, lambda: jax.jit(model.train_step, donate_argnums=0))
+    return _shared(key, lambda: jax.jit(model.train_step))
 
 
 def _run(model, fn, trainable_values, non_trainable_values):
