@@ -223,32 +223,6 @@ def _installed(backend):
         return False
 
 
-def _jax_cache_dir():
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "ai4cellfate", "jax")
-
-
-def _enable_jax_cache():
-    """Turn on JAX's persistent compilation cache unless the user configured one."""
-    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        return
-    path = _jax_cache_dir()
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError:
-        return
-    if "jax" in sys.modules:
-        import jax
-
-        if jax.config.jax_compilation_cache_dir:
-            return
-        jax.config.update("jax_compilation_cache_dir", path)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-    else:
-        os.environ["JAX_COMPILATION_CACHE_DIR"] = path
-        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-
-
 def _setup_backend(requested):
     """Set ``KERAS_BACKEND`` before Keras is imported; return the backend's name."""
     if requested:
@@ -278,8 +252,6 @@ def _setup_backend(requested):
                 )
             name = current
     os.environ["KERAS_BACKEND"] = name
-    if name == "jax":
-        _enable_jax_cache()
     return name
 
 
@@ -1136,8 +1108,9 @@ Or try everything on synthetic nuclei (about 70 s on a 2-core CPU):
 _BACKEND_HELP = (
     "Keras backend: jax, tensorflow or torch. Default: $KERAS_BACKEND if set, "
     f"otherwise the first installed of {', '.join(BACKEND_PREFERENCE)} (in order of "
-    "measured demo speed on a 2-core CPU). Under jax the compilation cache "
-    "~/.cache/ai4cellfate/jax is used unless JAX_COMPILATION_CACHE_DIR is set."
+    "measured demo speed on a 2-core CPU). Under jax, compiled programs are kept "
+    "in ~/.cache/ai4cellfate/xla for later runs ($AI4CELLFATE_CACHE_DIR moves it; "
+    "'off' turns it off)."
 )
 
 _EXAMPLES = {

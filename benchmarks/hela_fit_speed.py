@@ -10,16 +10,20 @@ included; importing Keras, its backend and ai4cellfate's training code (paid onc
 per process, before the first fit) is timed apart, in ``import s``.
 
 On JAX, ``compile s`` is the time XLA spent compiling during the fit (the train
-step is most of it); ``--jax-cache-dir DIR`` gives the child JAX's persistent
-compilation cache (``JAX_COMPILATION_CACHE_DIR``, every program cached, as the
-``ai4cellfate`` command sets it), so a second run shows a fresh process whose step is already compiled.
+step is most of it). By default the children run with ai4cellfate's cache of
+compiled programs off (``AI4CELLFATE_CACHE_DIR=off``), so every run compiles:
+``--cache-dir DIR`` gives them that cache in DIR instead (as a user's processes
+have it, in ``~/.cache/ai4cellfate/xla``), so from the second run on a fresh
+process loads its step instead of compiling it. ``--jax-cache-dir DIR`` gives
+them JAX's own persistent compilation cache (``JAX_COMPILATION_CACHE_DIR``,
+every program cached, Keras' small ones too; ai4cellfate's cache then stays off).
 ``--repeat N`` runs N fresh processes per backend and prints each.
 
 Usage::
 
     python benchmarks/hela_fit_speed.py ../shared/data/ctc-hela-02 \
         [--backends jax tensorflow torch] [--no-compile] [--repeat N] \
-        [--jax-cache-dir DIR]
+        [--cache-dir DIR] [--jax-cache-dir DIR]
 
 The target (issue: speed) is <= 67 s for the whole fit on the fastest backend of a
 2-core CPU, 15x faster than the authors' code (about 1,000 s there).
@@ -85,6 +89,9 @@ def main():
                              "default: CellFateAAE's \"auto\"")
     parser.add_argument("--repeat", type=int, default=1,
                         help="fresh processes per backend (default: 1)")
+    parser.add_argument("--cache-dir", default=None,
+                        help="ai4cellfate's compiled-program cache for the child processes "
+                             "(default: off, every run compiles)")
     parser.add_argument("--jax-cache-dir", default=None,
                         help="JAX's persistent compilation cache for the child processes")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -101,7 +108,9 @@ def main():
         if importlib.util.find_spec(backend) is None:
             print(f"{backend}: not installed")
             continue
-        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3",
+                   AI4CELLFATE_CACHE_DIR=os.path.abspath(args.cache_dir) if args.cache_dir
+                   else "off")
         if args.jax_cache_dir:
             # as the ``ai4cellfate`` command sets it: every program cached
             env["JAX_COMPILATION_CACHE_DIR"] = os.path.abspath(args.jax_cache_dir)

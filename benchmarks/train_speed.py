@@ -8,7 +8,9 @@ TensorFlow compiles the step with XLA and PyTorch its autoencoder part with
 ``--backends tensorflow-graph`` adds its graph mode without XLA,
 ``torch-eager`` PyTorch's eager step), and transform throughput on 100,000 crops, through
 the path ``CellFateAAE.transform`` takes (``ai4cellfate.training.inference.predict``)
-and, for comparison, through Keras' ``Model.predict``. Prints a table.
+and, for comparison, through Keras' ``Model.predict``. Prints a table. The first
+epoch's seconds include compiling: ai4cellfate's cache of compiled programs is off
+in the children.
 
 Targets on a 2-core CPU: stage-2 >= 4,000 images/s on the fastest backend, and no
 backend more than 3x slower than it; stage 2 no slower than 1.3 x stage 1 on the
@@ -114,7 +116,10 @@ def main():
         if importlib.util.find_spec(backend) is None:
             print(f"{backend}: not installed")
             continue
-        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+        # ``first epoch s`` includes compiling: ai4cellfate's cache of compiled
+        # programs (JAX) is off, so every run compiles as a first one does
+        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3",
+                   AI4CELLFATE_CACHE_DIR="off")
         if backend == "torch" and args.torch_threads:
             env["OMP_NUM_THREADS"] = str(args.torch_threads)
         res = subprocess.run([sys.executable, __file__, "--child", "--epochs", str(args.epochs),

@@ -18,6 +18,8 @@ import jax
 import keras
 import numpy as np
 
+from ._compile_cache import Program
+
 #: Most compiled functions kept for reuse across models (least recently used
 #: dropped first); each entry holds one model of that structure alive.
 _CACHE_SIZE = 8
@@ -120,7 +122,8 @@ def jitted_train_step(model):
     of a structure computes the step of any other model of that structure.
     Sharing it means XLA compiles the step once per process instead of once
     per fit (about 15 s on two cores), which is what a grid search or a
-    cross-validation of many fits pays otherwise.
+    cross-validation of many fits pays otherwise; the compiled step is also
+    kept on disk for later processes (:mod:`._compile_cache`).
 
     The state is not donated to the step (its buffers are not reused for the
     new state): Ctrl-C can land between the step's return and Keras storing
@@ -134,7 +137,7 @@ def jitted_train_step(model):
         type(optimizer).__qualname__, opt_config,
         _variables_signature(optimizer.variables),
     ])
-    return _shared(key, lambda: jax.jit(model.train_step))
+    return _shared(key, lambda: Program(model.train_step, fixed_argnums=(0,)))
 
 
 def _run(model, fn, trainable_values, non_trainable_values):
@@ -215,12 +218,11 @@ def predict_function(net):
     """
 
     def build():
-        @jax.jit
         def run(trainable, non_trainable, x):
             out, _ = net.stateless_call(trainable, non_trainable, x, training=False)
             return out
 
-        return run
+        return Program(run, fixed_argnums=(0, 1))
 
     run = _shared(structure_key("predict", net), build)
 
