@@ -67,24 +67,59 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     assert cc.cache_dir() is None
 
 
-def test_jax_cache_counts_as_on_once_jax_decided_to_use_it(monkeypatch):
+def test_jax_cache_counts_as_on_while_jax_would_use_it(monkeypatch):
     # Re-serialising an executable JAX loaded from its cache gives a file that
-    # fails when run, so this module must see JAX's cache even after its
-    # directory was unset (JAX decides once per process).
+    # fails when run, so this module must see JAX's cache whenever JAX would
+    # use it: enabled and with a directory, now or when JAX set it up.
     from jax._src import compilation_cache
 
-    before = jax.config.jax_compilation_cache_dir
+    before = (jax.config.jax_compilation_cache_dir, jax.config.jax_enable_compilation_cache)
     try:
         jax.config.update("jax_compilation_cache_dir", None)
-        monkeypatch.setattr(compilation_cache, "_cache_used", False)
+        monkeypatch.setattr(compilation_cache, "_cache", None)
+        monkeypatch.setattr(compilation_cache, "_cache_used", True)  # "enabled", no directory
         assert not cc._jax_cache_on()
-        monkeypatch.setattr(compilation_cache, "_cache_used", True)
+        monkeypatch.setattr(compilation_cache, "_cache", object())   # set up earlier
         assert cc._jax_cache_on()
-        monkeypatch.setattr(compilation_cache, "_cache_used", False)
+        monkeypatch.setattr(compilation_cache, "_cache", None)
         jax.config.update("jax_compilation_cache_dir", "/somewhere")
         assert cc._jax_cache_on()
+        jax.config.update("jax_enable_compilation_cache", False)
+        assert not cc._jax_cache_on()
     finally:
-        jax.config.update("jax_compilation_cache_dir", before)
+        jax.config.update("jax_compilation_cache_dir", before[0])
+        jax.config.update("jax_enable_compilation_cache", before[1])
+
+
+def test_a_plain_process_writes_and_then_loads_programs(tmp_path):
+    # What a user's process sees: JAX's defaults (its cache enabled but with
+    # no directory, which JAX reports as "used" once it compiled anything),
+    # nothing of this suite's set-up.
+    import subprocess
+    import sys
+
+    code = (
+        "import jax, numpy as np, time\n"
+        "jax.jit(lambda v: v + 1)(np.float32(1))\n"          # JAX has compiled before
+        "from ai4cellfate.training import _compile_cache as cc\n"
+        "n = [0]; real = jax.stages.Lowered.compile\n"
+        "def counted(self, *a, **k):\n"
+        "    n[0] += 1; return real(self, *a, **k)\n"
+        "jax.stages.Lowered.compile = counted\n"
+        "out = cc.Program(lambda v: v * 3 + 1)(np.arange(5, dtype=np.float32))\n"
+        "print(cc.cache_dir(), n[0], out.tolist())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    env[cc.CACHE_ENV] = str(tmp_path / "xla")
+    runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True, timeout=300) for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-2000:]
+    first, second = (run.stdout.split(maxsplit=2) for run in runs)
+    assert first[0] == second[0] == str(tmp_path / "xla")
+    assert (first[1], second[1]) == ("1", "0")          # compiled, then loaded
+    assert first[2].strip() == second[2].strip() == str([1.0, 4.0, 7.0, 10.0, 13.0])
+    assert len(_programs(tmp_path / "xla")) == 1
 
 
 def test_program_matches_jit_and_keeps_one_executable_per_signature(cache, compiles):

@@ -76,22 +76,25 @@ def cache_dir():
 
 
 def _jax_cache_on():
-    """Whether JAX's own persistent compilation cache is on in this process.
+    """Whether JAX's own persistent compilation cache is in effect here.
 
     It must be checked, not only to avoid a second copy: ``lowered.compile()``
     then may return an executable JAX loaded from its cache, and serialising
     such an executable again gives a file that loads but fails when run
-    ("Function ... not found", jaxlib 0.10.2 on CPU). JAX decides once per
-    process, at its first compile, whether its cache is used, so a directory
-    set and unset since still counts (a private flag, read if present).
+    ("Function ... not found", jaxlib 0.10.2 on CPU). JAX uses its cache when
+    it is enabled (the default) and has a directory, now or at the moment it
+    set the cache up (a private attribute, read if present: JAX keeps using a
+    cache it set up after the directory is unset).
     """
+    if not jax.config.jax_enable_compilation_cache:
+        return False
     if jax.config.jax_compilation_cache_dir:
         return True
     try:
         from jax._src import compilation_cache
     except ImportError:  # pragma: no cover - a JAX without that module
         return False
-    return bool(getattr(compilation_cache, "_cache_used", False))
+    return getattr(compilation_cache, "_cache", None) is not None
 
 
 _HOST = None
