@@ -277,11 +277,14 @@ class Program:
     fn : callable
         The function to compile.
     fixed_argnums : tuple of int
-        Arguments whose shapes and dtypes the caller keeps fixed for the life
-        of this object (a model's state: the program is shared by models of
-        one structure only). Only their tree structure is checked on each
-        call, which keeps the per-call cost small for a state of hundreds of
-        arrays; the other arguments' shapes and dtypes select the executable.
+        Arguments whose tree structure, shapes and dtypes the caller keeps
+        fixed for the life of this object (a model's state: the program is
+        shared by models of one structure only). They are not inspected on
+        each call, which keeps the per-call cost small for a state of hundreds
+        of arrays: the other arguments' shapes and dtypes select the
+        executable, and where a fixed argument changed after all, JAX refuses
+        the executable before running anything and the call is compiled for
+        every argument's shapes.
     donate_argnums : tuple of int
         As for :func:`jax.jit`.
     """
@@ -295,9 +298,7 @@ class Program:
     def _signature(self, args, full=False):
         sig = []
         for i, arg in enumerate(args):
-            if i in self._fixed and not full:
-                sig.append(jax.tree.structure(arg))
-            else:
+            if full or i not in self._fixed:
                 leaves, tree = jax.tree.flatten(arg)
                 sig.append((tree, tuple((getattr(x, "shape", ()), str(getattr(x, "dtype", type(x))))
                                         for x in leaves)))
@@ -318,7 +319,7 @@ class Program:
         try:
             return compiled(*args)
         except TypeError:
-            # A fixed argument came with other shapes or dtypes (JAX checks
-            # them before running anything, so no donated buffer is used up):
-            # select the executable by every argument's shapes instead.
+            # A fixed argument came with another structure, shapes or dtypes
+            # (JAX checks them before running anything, so no donated buffer
+            # is used up): select the executable by every argument instead.
             return self._executable(self._signature(args, full=True), args)(*args)
