@@ -30,12 +30,12 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
-import tempfile
 import threading
 import time
 
 import jax
 
+from .._io import STALE_AFTER_S, atomic_path
 from .._logging import logger
 
 __all__ = ["CACHE_ENV", "MAX_BYTES", "Program", "cache_dir"]
@@ -168,41 +168,36 @@ def _read(path):
 
 def _write(directory, path, payload):
     """Write atomically (a reader never sees half a file), then prune."""
-    tmp = None
     try:
         os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=_SUFFIX)
-        with os.fdopen(fd, "wb") as f:
-            f.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
-        os.replace(tmp, path)
-        tmp = None
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
         _prune(directory, keep=path)
     except OSError as exc:
         _log.debug("could not write compiled program %s: %s", path, exc)
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
 
 
 def _prune(directory, keep, max_bytes=None):
     """Delete the least recently used programs until the directory holds at
     most ``max_bytes`` (:data:`MAX_BYTES`); ``keep`` stays. Temporary files
-    older than an hour (left by a process killed while writing) go too."""
+    (``.<name>.tmp-...``, :func:`ai4cellfate._io.atomic_path`) older than
+    ``STALE_AFTER_S``, left by processes killed while writing, go too."""
     max_bytes = MAX_BYTES if max_bytes is None else max_bytes
     entries = []
-    stale = time.time() - 3600
+    stale = time.time() - STALE_AFTER_S
     with os.scandir(directory) as it:
         for entry in it:
-            if not entry.name.endswith(_SUFFIX):
+            name = entry.name
+            ours = name.endswith(_SUFFIX) and not name.startswith(".")
+            temporary = name.startswith(".") and _SUFFIX + ".tmp-" in name
+            if not (ours or temporary):
                 continue
             try:
                 st = entry.stat()
             except OSError:
                 continue
-            if not entry.name.startswith(".tmp-"):
+            if ours:
                 entries.append((st.st_mtime, st.st_size, entry.path))
             elif st.st_mtime < stale:
                 try:
