@@ -45,14 +45,14 @@ __all__ = ["main", "build_parser"]
 PROG = "ai4cellfate"
 BACKENDS = ("jax", "tensorflow", "torch")
 #: Backend used when neither --backend nor KERAS_BACKEND says: the first one
-#: installed, in this order (fastest full demo first on a 2-core CPU; see
-#: docs/cli.md for the measurements).
-BACKEND_PREFERENCE = ("tensorflow", "jax", "torch")
+#: installed, in this order (fastest training first on a 2-core CPU: the whole
+#: HeLa fit and the demo, a first run included; see docs/cli.md).
+BACKEND_PREFERENCE = ("jax", "tensorflow", "torch")
 HISTORY_FORMAT = "ai4cellfate-history"
 HISTORY_SUFFIX = ".history.json"
 
 #: Demo settings: synthetic nuclei, cells held out for the report, and the
-#: training parameters (the full demo takes about 70 s on 2 CPU cores).
+#: training parameters (the full demo takes about 15-35 s on 2 CPU cores).
 #: Augmentation is off: the synthetic nuclei are plentiful, and the 8 flipped
 #: and rotated copies would make every epoch 8 times longer.
 DEMO = {
@@ -1058,7 +1058,7 @@ def cmd_demo(args):
     _out(f"[1/3] generated {n} synthetic nuclei (fate 1 = larger and brighter)")
     _out(f"[2/3] training on backend {backend}"
          + (" (--quick: a few epochs, for testing)" if args.quick else
-            " (about 70 s on 2 CPU cores)"))
+            " (about 15-35 s on 2 CPU cores)"))
     start = time.perf_counter()
     with _staged_output(out, names, overwrite=args.overwrite) as tmp:
         data.save(tmp / "nuclei.npz")
@@ -1101,14 +1101,14 @@ From a tracked movie to a report:
   ai4cellfate fit data.npz -o model.keras
   ai4cellfate report model.keras data.npz -o report/
 
-Or try everything on synthetic nuclei (about 70 s on a 2-core CPU):
+Or try everything on synthetic nuclei (about 15-35 s on a 2-core CPU):
   ai4cellfate demo -o demo/
 """
 
 _BACKEND_HELP = (
     "Keras backend: jax, tensorflow or torch. Default: $KERAS_BACKEND if set, "
     f"otherwise the first installed of {', '.join(BACKEND_PREFERENCE)} (in order of "
-    "measured demo speed on a 2-core CPU). Under jax, compiled programs are kept "
+    "measured training speed on a 2-core CPU). Under jax, compiled programs are kept "
     "in ~/.cache/ai4cellfate/xla for later runs ($AI4CELLFATE_CACHE_DIR moves it; "
     "'off' turns it off)."
 )

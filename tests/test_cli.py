@@ -341,6 +341,34 @@ def test_pipeline_end_to_end(pipeline, capsys):
     assert not [p for p in work.iterdir() if p.name.startswith(".")]  # no temp files
 
 
+@pytest.mark.parametrize("installed, expected", [
+    ({"jax", "tensorflow", "torch"}, "jax"),
+    ({"tensorflow", "torch"}, "tensorflow"),
+    ({"torch"}, "torch"),
+])
+def test_default_backend_is_the_first_installed_in_speed_order(installed, expected,
+                                                               monkeypatch):
+    """Without --backend or KERAS_BACKEND the command picks JAX, then
+    TensorFlow, then PyTorch: the order of measured fit and demo speed."""
+    from ai4cellfate import cli
+
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.delitem(sys.modules, "keras", raising=False)  # as before Keras is imported
+    monkeypatch.setattr(cli, "_installed", lambda name: name in installed)
+    assert cli._setup_backend(None) == expected
+    assert os.environ["KERAS_BACKEND"] == expected
+
+
+def test_no_installed_backend_is_named(monkeypatch):
+    from ai4cellfate import cli
+
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.delitem(sys.modules, "keras", raising=False)
+    monkeypatch.setattr(cli, "_installed", lambda name: False)
+    with pytest.raises(cli.CommandError, match="no Keras backend is installed"):
+        cli._setup_backend(None)
+
+
 def test_build_parser_defaults():
     args = build_parser().parse_args(["demo"])
     assert args.output == "ai4cellfate-demo" and not args.quick and args.seed == 0
