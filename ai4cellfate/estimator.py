@@ -74,7 +74,9 @@ XLA_MIN_STEPS = 2000
 #: ``torch.compile`` on a CPU. Measured 2026-12-07 on 2 cores: compiling took
 #: about 5-15 s with Inductor's on-disk cache warm and 81 s cold, and each
 #: stage-2 step 4.5-7 ms less (1.2-1.4x at batch 30); so it pays from about
-#: 2,000 steps warm and 15,000 cold (the default HeLa fit: 9,400).
+#: 2,000 steps warm and 15,000 cold (the default HeLa fit: 9,400). Compiling
+#: the discriminator and Adam's update too (later that day) added about 1 s warm
+#: and 25-40 s cold, and 1.1-1.3 ms to each step's saving: the same balance.
 TORCH_COMPILE_MIN_STEPS = 4000
 
 
@@ -233,11 +235,12 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         shared HeLa sequence runs about 10,000): XLA trains about 1.5x faster
         than TensorFlow's graph mode on CPUs but compiles for about 8 s per
         model, which short fits do not pay back. PyTorch: ``torch.compile``
-        of the autoencoder's forward pass and losses (the discriminator's
-        update and Adam stay eager), 1.2-1.4x faster per stage-2 step on
-        CPUs; ``"auto"`` uses it from 4,000 such steps on a CPU with a C++
-        compiler, since compiling takes about 5-15 s with Inductor's on-disk
-        cache warm and 80 s cold (the first compiled fit on a machine). The same random draws are made as eagerly,
+        of the autoencoder's forward pass and losses, the discriminator's
+        loss and (for Keras' plain Adam) the optimizer's update, 1.3-1.5x
+        faster per stage-2 step on CPUs; ``"auto"`` uses it from 4,000 such
+        steps on a CPU with a C++ compiler, since compiling takes about 5-15 s
+        with Inductor's on-disk cache warm and about 100 s cold (the first
+        compiled fit on a machine). The same random draws are made as eagerly,
         so results differ from an eager fit by float rounding only; where
         compiling fails, a ``RuntimeWarning`` says why and training goes on
         eagerly. JAX always compiles its step with XLA (its uncompiled mode

@@ -74,12 +74,81 @@ def test_compiled_steps_equal_eager_steps_bit_for_bit(aot_eager, ssim_form):
     logs_e, logs_c = _steps(eager, X, y), _steps(compiled, X, y)
     assert compiled._compiled_losses.error is None
     assert compiled._compiled_losses.calls == 3
+    assert compiled._compiled_losses.updates == 3  # Adam's update compiled too
+    assert compiled._compiled_losses.disc_calls == 3
+    assert compiled._compiled_losses.disc_error is None
     assert logs_c == logs_e
     # weights, optimizer moments, batch statistics, power-iteration vectors
     # and seed-generator states: all moved exactly as eagerly
     for a, b in zip(_values(eager), _values(compiled)):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(eager.optimizer.variables, compiled.optimizer.variables):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a),
+                                      keras.ops.convert_to_numpy(b))
+
+
+@pytest.mark.parametrize("make, compiled_update", [
+    # a learning-rate schedule: its value at each step goes in
+    (lambda: keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(
+        1e-2, decay_steps=1, decay_rate=0.5), beta_1=0.5, beta_2=0.9), True),
+    # anything Adam's compiled update does not do goes through Keras' apply
+    (lambda: keras.optimizers.Adam(1e-3, clipnorm=1e-4), False),
+    (lambda: keras.optimizers.Adam(1e-3, amsgrad=True), False),
+    (lambda: keras.optimizers.SGD(1e-2, momentum=0.9), False),
+])
+def test_optimizer_updates_equal_keras_apply(aot_eager, make, compiled_update):
+    X, y = _data()
+    models = []
+    for jit_compile in (False, True):
+        model = AdversarialAutoencoder((16, 16, 1), seed=0)
+        model.compile(optimizer=make(), jit_compile=jit_compile)
+        model.optimizer.build(model.trainable_variables)
+        models.append(model)
+    eager, compiled = models
+    logs_e, logs_c = _steps(eager, X, y), _steps(compiled, X, y)
+    assert logs_c == logs_e
+    assert compiled._compiled_losses.updates == (3 if compiled_update else 0)
+    for a, b in zip(_values(eager), _values(compiled)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(eager.optimizer.variables, compiled.optimizer.variables):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a),
+                                      keras.ops.convert_to_numpy(b))
+    assert int(compiled.optimizer.iterations) == 3
+
+
+def test_a_failing_discriminator_compile_warns_and_runs_eagerly(aot_eager):
+    X, y = _data()
+    eager, model = _model(False), _model(True)
+    compiled = model._compiled_losses
+
+    def broken(*args):
+        raise RuntimeError("InductorError: out of registers\nsecond line")
+
+    compiled._compiled_disc = broken
+    with pytest.warns(RuntimeWarning, match="discriminator's loss failed.*runs eagerly.*"
+                      "out of registers"):
+        logs = _steps(model, X, y)
+    assert logs == _steps(eager, X, y)  # the same draws, eagerly
+    assert "out of registers" in compiled.disc_error and compiled.error is None
+    for a, b in zip(_values(eager), _values(model)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_failing_adam_compile_warns_and_uses_keras_apply(aot_eager):
+    X, y = _data()
+    eager, model = _model(False), _model(True)
+
+    def broken(*args):
+        raise RuntimeError("InductorError: no C++ compiler\nsecond line")
+
+    model._compiled_losses._compiled_update = broken
+    with pytest.warns(RuntimeWarning, match="torch.compile of the Adam update failed.*"
+                      "as Keras runs it.*no C\\+\\+ compiler"):
+        logs = _steps(model, X, y)
+    assert logs == _steps(eager, X, y)
+    assert model._compiled_losses.updates == 0
+    assert "no C++ compiler" in model._compiled_losses.update_error
+    for a, b in zip(eager.optimizer.variables, model.optimizer.variables):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a),
                                       keras.ops.convert_to_numpy(b))
 
@@ -195,7 +264,12 @@ def test_every_model_compiles_past_dynamos_recompile_limit(monkeypatch):
             model = _model(True, seed=seed, size=8)
             _steps(model, X, y, n=2)
             assert model._compiled_losses.error is None
-    assert len(graphs) == 3
+            assert model._compiled_losses.update_error is None
+            assert model._compiled_losses.disc_error is None
+            assert model._compiled_losses.disc_calls == 2
+            assert model._compiled_losses.updates == 2
+    # the autoencoder's losses, the discriminator's and Adam's update, per model
+    assert len(graphs) == 9
 
 
 def test_inductor_step_is_close_to_eager_or_reports_why_not():

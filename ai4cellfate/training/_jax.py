@@ -59,6 +59,7 @@ def _code(model):
 
     layers = [model, *model._flatten_layers(include_self=False)]
     methods = ("call", "train_step", "autoencoder_losses", "_autoencoder_terms",
+               "_discriminator_terms", "_prior_samples",
                "discriminator_losses", "_normalized_kernel")
     code = [getattr(type(layer), m, None) for layer in layers for m in methods]
     code += [getattr(losses, name) for name in losses.__all__]

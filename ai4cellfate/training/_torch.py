@@ -26,10 +26,14 @@ def train_step(model, data):
     compiled = getattr(model, "_compiled_losses", None)
     terms = model.autoencoder_losses(x, y) if compiled is None else compiled(x, y)
     ae_grads = _grads(terms["loss"], ae_vars)
-    disc = model.discriminator_losses(terms["z"].detach())
+    z = terms["z"].detach()
+    disc = model.discriminator_losses(z) if compiled is None else compiled.discriminator_loss(z)
     d_grads = _grads(disc, d_vars)
     with torch.no_grad():
-        model.optimizer.apply(ae_grads + d_grads, ae_vars + d_vars)
+        if compiled is None:
+            model.optimizer.apply(ae_grads + d_grads, ae_vars + d_vars)
+        else:
+            compiled.apply_gradients(ae_grads + d_grads, ae_vars + d_vars)
     terms["disc_loss"] = disc
     return _track(model.trackers, terms)
 

@@ -281,12 +281,26 @@ class AdversarialAutoencoder(keras.Model):
 
     def discriminator_losses(self, z):
         """Discriminator loss on prior samples against (fixed) latents ``z``."""
+        return self._discriminator_terms(z, self._prior_samples(z))
+
+    def _prior_samples(self, z):
+        """Samples of the N(0, I) prior, shaped and typed as ``z``, from the
+        model's prior seed (which moves on by one draw)."""
         if _random.uses_counter_rng():
-            prior = _random.normal(ops.shape(z), self.prior_seed.next(), dtype=z.dtype)
+            return _random.normal(ops.shape(z), self.prior_seed.next(), dtype=z.dtype)
+        return keras.random.normal(ops.shape(z), dtype=z.dtype, seed=self.prior_seed)
+
+    def _discriminator_terms(self, z, prior, runner=None):
+        """:meth:`discriminator_losses` on given ``prior`` samples, the
+        discriminator run by ``runner(net, x, call)`` when given (``call``
+        0 on the prior, 1 on ``z``; ``_torch_compile`` passes one that
+        applies pre-drawn dropout)."""
+        if runner is None:
+            d_real = self._net(self.discriminator, prior)
+            d_fake = self._net(self.discriminator, z)
         else:
-            prior = keras.random.normal(ops.shape(z), dtype=z.dtype, seed=self.prior_seed)
-        d_real = self._net(self.discriminator, prior)
-        d_fake = self._net(self.discriminator, z)
+            d_real = runner(self.discriminator, prior, 0)
+            d_fake = runner(self.discriminator, z, 1)
         return losses.discriminator_loss(d_real, d_fake)
 
     def train_step(self, *args):
