@@ -116,6 +116,24 @@ def test_optimizer_updates_equal_keras_apply(aot_eager, make, compiled_update):
     assert int(compiled.optimizer.iterations) == 3
 
 
+def test_compiled_update_follows_weights_set_between_steps(aot_eager):
+    # The update keeps the variables' tensors from its first call: weights
+    # and optimizer state set in between (a restored epoch, a checkpoint)
+    # must be what it updates next.
+    X, y = _data()
+    eager, compiled = _model(False), _model(True)
+    start = eager.get_weights()
+    for model in (eager, compiled):
+        _steps(model, X, y, n=2)
+        model.set_weights(start)
+        model.optimizer.set_weights([np.zeros_like(keras.ops.convert_to_numpy(v))
+                                     for v in model.optimizer.variables])
+    assert _steps(compiled, X, y) == _steps(eager, X, y)
+    assert compiled._compiled_losses.updates == 5
+    for a, b in zip(_values(eager), _values(compiled)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_a_failing_discriminator_compile_warns_and_runs_eagerly(aot_eager):
     X, y = _data()
     eager, model = _model(False), _model(True)

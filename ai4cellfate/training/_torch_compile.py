@@ -154,6 +154,11 @@ class CompiledLosses:
         ``RuntimeWarning`` at the first call), else None.
     calls : int
         Calls so far.
+    disc_error : str or None
+        Why the discriminator's loss is not compiled (it then runs eagerly,
+        with the same draws), else None.
+    disc_calls : int
+        Calls of :meth:`discriminator_loss` so far.
     update_error : str or None
         Why Adam's update is not compiled (it then runs as Keras runs it),
         else None.
@@ -345,6 +350,8 @@ class CompiledLosses:
                 or not _plain_adam(optimizer, variables)):
             optimizer.apply(grads, variables)
             return
+        # Keras assigns a PyTorch variable in place (``copy_``), so the
+        # tensors behind the variables stay the same objects for a fit.
         key = tuple(id(v) for v in variables)
         known, slots = self._slots
         if known != key:
