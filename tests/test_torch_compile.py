@@ -116,6 +116,21 @@ def test_optimizer_updates_equal_keras_apply(aot_eager, make, compiled_update):
     assert int(compiled.optimizer.iterations) == 3
 
 
+def test_a_constrained_variable_goes_through_keras_apply(aot_eager):
+    # Keras applies a variable's constraint after the update; the compiled
+    # update does not, so such a model's updates go through Keras' apply.
+    X, y = _data()
+    eager, compiled = _model(False), _model(True)
+    for model in (eager, compiled):
+        model.decoder.trainable_variables[0].constraint = keras.constraints.NonNeg()
+    assert _steps(compiled, X, y) == _steps(eager, X, y)
+    assert compiled._compiled_losses.updates == 0
+    assert compiled._compiled_losses.update_error is None  # not a failure
+    for a, b in zip(_values(eager), _values(compiled)):
+        np.testing.assert_array_equal(a, b)
+    assert keras.ops.convert_to_numpy(compiled.decoder.trainable_variables[0]).min() >= 0
+
+
 def test_compiled_update_follows_weights_set_between_steps(aot_eager):
     # The update keeps the variables' tensors from its first call: weights
     # and optimizer state set in between (a restored epoch, a checkpoint)

@@ -73,11 +73,11 @@ def _noise_layers(nets):
     return found
 
 
-def _plain_adam(optimizer, variables):
-    """Whether ``optimizer.apply(grads, variables)`` would do only Adam's
-    update and count the step: Keras' PyTorch Adam, built, without AMSGrad,
-    EMA, gradient accumulation, clipping, weight decay, loss scaling,
-    constraints or variables overwritten by their gradients."""
+def _plain_adam(optimizer):
+    """Whether ``optimizer`` is Keras' PyTorch Adam, built, without AMSGrad,
+    EMA, gradient accumulation, clipping, weight decay or loss scaling: its
+    ``apply`` then does only Adam's update and counts the step (given
+    variables that ``_adam_slots`` accepts)."""
     from keras.src.backend.torch.optimizers.torch_adam import Adam
 
     try:
@@ -85,11 +85,22 @@ def _plain_adam(optimizer, variables):
                 and not optimizer.use_ema and not optimizer.gradient_accumulation_steps
                 and optimizer.clipnorm is None and optimizer.clipvalue is None
                 and optimizer.global_clipnorm is None and not optimizer.weight_decay
-                and optimizer.loss_scale_factor is None
-                and all(v.constraint is None and not v.overwrite_with_gradient
-                        for v in variables))
+                and optimizer.loss_scale_factor is None)
     except AttributeError:  # a Keras version without one of these
         return False
+
+
+def _adam_slots(optimizer, variables):
+    """``(params, momentums, velocities)``: the tensors of ``variables`` and
+    of their Adam moments, or None where a variable has a constraint or is
+    overwritten by its gradient (Keras' ``apply`` handles those)."""
+    if any(v.constraint is not None or getattr(v, "overwrite_with_gradient", True)
+           for v in variables):
+        return None
+    index = optimizer._get_variable_index
+    return ([v.value for v in variables],
+            [optimizer._momentums[index(v)].value for v in variables],
+            [optimizer._velocities[index(v)].value for v in variables])
 
 
 def _adam_update(params, grads, momentums, velocities, learning_rate, iterations,
@@ -203,10 +214,28 @@ class CompiledLosses:
         self.disc_calls = 0
         self.update_error = self.error
         self.updates = 0
-        self._slots = (None, None)  # (variable ids, (params, momentums, velocities))
+        self._slots = (None, None)  # (variable ids, _adam_slots(...))
         self._compiled_update = torch.compile(
             _fresh(_adam_update, f"_ai4cellfate_adam_{id(self)}"), backend=backend,
             fullgraph=True, dynamic=False)
+
+    def _first_call(self, compiled, args, error_attr, what, instead, fallback):
+        """``compiled(*args)`` the first time (compiling); where compiling
+        fails, the reason goes to ``self.<error_attr>``, a ``RuntimeWarning``
+        says ``"torch.compile of <what> failed, so <instead> (same results,
+        slower): <reason>"``, and ``fallback()`` is returned instead."""
+        try:
+            with warnings.catch_warnings():
+                # Inductor's own deprecation notices, once per compile
+                warnings.filterwarnings("ignore", category=FutureWarning,
+                                        module=r"torch\._inductor")
+                return compiled(*args)
+        except Exception as exc:  # noqa: BLE001 - reported, then the fallback
+            reason = _reason(exc)
+            setattr(self, error_attr, reason)
+            warnings.warn(f"torch.compile of {what} failed, so {instead} (same results, "
+                          f"slower): {reason}", RuntimeWarning, stacklevel=3)
+            return fallback()
 
     # -- kernels that replay the draws made before the call ------------------
     def kernel_for(self, layer):
@@ -286,19 +315,12 @@ class CompiledLosses:
         draws_real = self.draws(z, self._disc_slots)
         draws_fake = self.draws(z, self._disc_slots)
         self.disc_calls += 1
+        args = (z, prior, draws_real, draws_fake)
         if self.disc_calls > 1:
-            return self._compiled_disc(z, prior, draws_real, draws_fake)
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", category=FutureWarning,
-                                        module=r"torch\._inductor")
-                return self._compiled_disc(z, prior, draws_real, draws_fake)
-        except Exception as exc:  # noqa: BLE001 - reported, then eager
-            self.disc_error = _reason(exc)
-            warnings.warn(
-                "torch.compile of the discriminator's loss failed, so it runs eagerly "
-                f"(same results, slower): {self.disc_error}", RuntimeWarning, stacklevel=2)
-            return self._run_disc(z, prior, draws_real, draws_fake)
+            return self._compiled_disc(*args)
+        return self._first_call(self._compiled_disc, args, "disc_error",
+                                "the discriminator's loss", "it runs eagerly",
+                                lambda: self._run_disc(*args))
 
     def __call__(self, x, y):
         """The terms of ``model.autoencoder_losses(x, y)`` (a dict of
@@ -322,18 +344,8 @@ class CompiledLosses:
         draws = self.draws(x)
         if self.calls > 1:
             return self._compiled(x, y, draws)
-        try:
-            with warnings.catch_warnings():
-                # Inductor's own deprecation notices, once per compile
-                warnings.filterwarnings("ignore", category=FutureWarning,
-                                        module=r"torch\._inductor")
-                return self._compiled(x, y, draws)
-        except Exception as exc:  # noqa: BLE001 - reported, then eager
-            self.error = _reason(exc)
-            warnings.warn(
-                "torch.compile of the training step failed, so training runs eagerly "
-                f"(same results, slower): {self.error}", RuntimeWarning, stacklevel=2)
-            return self._run(x, y, draws)
+        return self._first_call(self._compiled, (x, y, draws), "error", "the training step",
+                                "training runs eagerly", lambda: self._run(x, y, draws))
 
     def apply_gradients(self, grads, variables):
         """``model.optimizer.apply(grads, variables)``, Adam's update compiled.
@@ -346,38 +358,31 @@ class CompiledLosses:
         ``torch.no_grad()``.
         """
         optimizer = self.model.optimizer
-        if (self.error is not None or self.update_error is not None
-                or not _plain_adam(optimizer, variables)):
+        slots = None
+        if self.error is None and self.update_error is None and _plain_adam(optimizer):
+            # The variables' side (constraints, their tensors) is looked at
+            # once per variable list: Keras assigns a PyTorch variable in
+            # place (``copy_``), so its tensor stays the same object.
+            key = tuple(id(v) for v in variables)
+            known, slots = self._slots
+            if known != key:
+                slots = _adam_slots(optimizer, variables)
+                self._slots = (key, slots)
+        if slots is None:
             optimizer.apply(grads, variables)
             return
-        # Keras assigns a PyTorch variable in place (``copy_``), so the
-        # tensors behind the variables stay the same objects for a fit.
-        key = tuple(id(v) for v in variables)
-        known, slots = self._slots
-        if known != key:
-            index = optimizer._get_variable_index
-            slots = ([v.value for v in variables],
-                     [optimizer._momentums[index(v)].value for v in variables],
-                     [optimizer._velocities[index(v)].value for v in variables])
-            self._slots = (key, slots)
         lr = optimizer.learning_rate
         lr = lr.value if isinstance(lr, keras.Variable) else torch.as_tensor(lr)
-        args = (*slots[:1], list(grads), *slots[1:], lr, optimizer.iterations.value,
+        params, momentums, velocities = slots
+        args = (params, list(grads), momentums, velocities, lr, optimizer.iterations.value,
                 float(optimizer.beta_1), float(optimizer.beta_2), float(optimizer.epsilon))
-        if self.updates == 0:
-            try:
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", category=FutureWarning,
-                                            module=r"torch\._inductor")
-                    self._compiled_update(*args)
-            except Exception as exc:  # noqa: BLE001 - reported, then Keras' update
-                self.update_error = _reason(exc)
-                warnings.warn("torch.compile of the Adam update failed, so it runs as "
-                              f"Keras runs it (same results, slower): {self.update_error}",
-                              RuntimeWarning, stacklevel=2)
-                optimizer.apply(grads, variables)
-                return
-        else:
+        if self.updates > 0:
             self._compiled_update(*args)
+        else:
+            self._first_call(self._compiled_update, args, "update_error", "the Adam update",
+                             "it runs as Keras runs it",
+                             lambda: optimizer.apply(grads, variables))
+            if self.update_error is not None:
+                return  # Keras' apply counted the step
         self.updates += 1
         optimizer.iterations.assign_add(1)
