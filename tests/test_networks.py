@@ -240,3 +240,49 @@ def test_blocked_conv_is_not_used_for_many_channels_or_strides():
     strided = SpectralConv2D(2, 3, strides=2, padding="same")
     strided.build((None, 20, 20, 1))
     assert not strided._blocked(np.zeros((1, 20, 20, 1), "float32"), (2, 2))
+
+
+def _swap_noise_and_reshape(net, kind):
+    """``net`` rewired to the specification's order around its flattening
+    (encoder: ``Flatten -> GN -> swish``; decoder: ``Dense -> GN -> Reshape``),
+    sharing its layers."""
+    import keras
+
+    layers = net.layers
+    if kind == "encoder":
+        flatten = next(la for la in layers if isinstance(la, keras.layers.Flatten))
+        i = layers.index(flatten)
+        noise, swish = layers[i - 2], layers[i - 1]
+        assert type(noise).__name__ == "CounterGaussianNoise"
+        x = swish(noise(keras.layers.Flatten()(noise.input)))
+        x = layers[i + 2](layers[i + 1](x))  # SN dense, latent noise
+        return keras.Model(net.input, x)
+    reshape = next(la for la in layers if isinstance(la, keras.layers.Reshape))
+    i = layers.index(reshape)
+    noise = layers[i + 1]
+    assert type(noise).__name__ == "CounterGaussianNoise"
+    x = keras.layers.Reshape(reshape.target_shape)(noise(reshape.input))
+    tail = keras.Model(noise.output, net.output)
+    return keras.Model(net.input, tail(x))
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize("kind", ["encoder", "decoder"])
+def test_noise_next_to_the_flattening_is_the_specified_order_bit_for_bit(kind):
+    """The encoder adds its noise and swish before flattening and the decoder
+    reshapes before its noise (XLA fuses them faster so): the same function,
+    in training mode too, as the specification's order."""
+    net = build_encoder((20, 20, 1), seed=3) if kind == "encoder" else build_decoder((20, 20, 1), seed=3)
+    spec = _swap_noise_and_reshape(net, kind)
+    rng = np.random.default_rng(0)
+    x = rng.random((6, 20, 20, 1) if kind == "encoder" else (6, 2)).astype("float32")
+    start = [ops.convert_to_numpy(v.value) for v in net.variables]
+    out = ops.convert_to_numpy(net(x, training=True))
+    after = [ops.convert_to_numpy(v.value) for v in net.variables]
+    for v, value in zip(net.variables, start):
+        v.assign(value)
+    ref = ops.convert_to_numpy(spec(x, training=True))
+    assert np.array_equal(out, ref)
+    assert all(np.array_equal(a, ops.convert_to_numpy(v.value)) for a, v in zip(after, net.variables))
+    # the noise is there: a second draw differs
+    assert not np.array_equal(out, ops.convert_to_numpy(net(x, training=True)))
