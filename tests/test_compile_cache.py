@@ -106,8 +106,11 @@ def test_a_plain_process_writes_and_then_loads_programs(tmp_path):
         "def counted(self, *a, **k):\n"
         "    n[0] += 1; return real(self, *a, **k)\n"
         "jax.stages.Lowered.compile = counted\n"
-        "out = cc.Program(lambda v: v * 3 + 1)(np.arange(5, dtype=np.float32))\n"
-        "print(cc.cache_dir(), n[0], out.tolist())\n"
+        "t = [0]\n"
+        "def f(v):\n"
+        "    t[0] += 1; return v * 3 + 1\n"
+        "out = cc.Program(f, key='times 3 plus 1')(np.arange(5, dtype=np.float32))\n"
+        "print(cc.cache_dir(), n[0], t[0], out.tolist())\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
     env[cc.CACHE_ENV] = str(tmp_path / "xla")
@@ -115,11 +118,12 @@ def test_a_plain_process_writes_and_then_loads_programs(tmp_path):
                            text=True, timeout=300) for _ in range(2)]
     for run in runs:
         assert run.returncode == 0, run.stderr[-2000:]
-    first, second = (run.stdout.split(maxsplit=2) for run in runs)
+    first, second = (run.stdout.split(maxsplit=3) for run in runs)
     assert first[0] == second[0] == str(tmp_path / "xla")
     assert (first[1], second[1]) == ("1", "0")          # compiled, then loaded
-    assert first[2].strip() == second[2].strip() == str([1.0, 4.0, 7.0, 10.0, 13.0])
-    assert len(_programs(tmp_path / "xla")) == 1
+    assert (first[2], second[2]) == ("1", "0")          # traced, then found by its key
+    assert first[3].strip() == second[3].strip() == str([1.0, 4.0, 7.0, 10.0, 13.0])
+    assert len(_programs(tmp_path / "xla")) == 2        # by program and by key
 
 
 def test_program_matches_jit_and_keeps_one_executable_per_signature(cache, compiles):
@@ -164,6 +168,97 @@ def test_program_key_names_everything_the_executable_depends_on(monkeypatch):
     monkeypatch.delenv("XLA_FLAGS")
     monkeypatch.setattr(cc, "_HOST", "another cpu")
     assert a != cc.program_key(jax.jit(f).lower(np.zeros(3, np.float32)))
+
+
+def test_a_keyed_program_is_found_without_tracing_it(cache, compiles):
+    traces = [0]
+
+    def f(w, x):
+        traces[0] += 1                             # runs only while JAX traces f
+        return jax.numpy.sin(x @ w)
+
+    w = np.linspace(-1, 1, 6, dtype=np.float32).reshape(3, 2)
+    x = np.arange(12, dtype=np.float32).reshape(4, 3) / 11
+    expected = np.asarray(jax.jit(f)(w, x))
+    traces[0] = 0
+    np.testing.assert_array_equal(cc.Program(f, fixed_argnums=(0,), key="sin")(w, x), expected)
+    assert (traces[0], compiles[0], len(_programs(cache))) == (1, 1, 2)
+    # a later process: found by its key, neither traced nor compiled
+    again = cc.Program(f, fixed_argnums=(0,), key=lambda: "sin")
+    np.testing.assert_array_equal(again(w, x), expected)
+    assert (traces[0], compiles[0]) == (1, 1)
+    # another shape is another name: traced and compiled
+    np.testing.assert_array_equal(again(w, x[:2]), np.asarray(jax.jit(f)(w, x[:2])))
+    assert (traces[0], compiles[0], len(_programs(cache))) == (3, 2, 4)   # jit traced too
+    # another key: traced, then loaded by its program (the same HLO)
+    other = cc.Program(f, fixed_argnums=(0,), key="sin, edited")
+    np.testing.assert_array_equal(other(w, x), expected)
+    assert (traces[0], compiles[0], len(_programs(cache))) == (4, 2, 5)
+    # without a key: traced and loaded by program, nothing more written
+    np.testing.assert_array_equal(cc.Program(f, fixed_argnums=(0,))(w, x), expected)
+    assert (traces[0], compiles[0], len(_programs(cache))) == (5, 2, 5)
+
+
+def test_keyed_name_names_what_a_trace_depends_on(monkeypatch):
+    x = np.zeros(3, np.float32)
+    a = cc.keyed_name("k", (x,))
+    assert len(a) == 64 and a == cc.keyed_name("k", (np.ones(3, np.float32),))  # values
+    assert a != cc.keyed_name("k2", (x,))
+    assert a != cc.keyed_name("k", (np.zeros(4, np.float32),))                  # shape
+    assert a != cc.keyed_name("k", (np.zeros(3, np.int32),))                    # dtype
+    assert a != cc.keyed_name("k", ([x],))                                      # tree
+    assert a != cc.keyed_name("k", (x,), donate_argnums=(0,))
+    weak = jax.numpy.asarray(1.0)                                               # weak type
+    assert cc.keyed_name("k", (weak,)) != cc.keyed_name("k", (np.float32(1.0),))
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=true")
+    assert a != cc.keyed_name("k", (x,))
+    monkeypatch.delenv("XLA_FLAGS")
+    monkeypatch.setattr(cc, "_SOURCES", "edited sources")
+    assert a != cc.keyed_name("k", (x,))
+    monkeypatch.undo()
+    assert a == cc.keyed_name("k", (x,))
+    before = jax.config.jax_default_matmul_precision
+    try:
+        jax.config.update("jax_default_matmul_precision", "highest")
+        assert a != cc.keyed_name("k", (x,))
+    finally:
+        jax.config.update("jax_default_matmul_precision", before)
+
+
+def test_code_digest_sees_a_changed_function():
+    def f(x):
+        return x + 1
+
+    def g(x):
+        return x + 2
+
+    def f_default(x, k=1):
+        return x + k
+
+    def f_default2(x, k=2):
+        return x + k
+
+    assert cc.code_digest([f]) == cc.code_digest([f])
+    assert cc.code_digest([f]) != cc.code_digest([g])
+    assert cc.code_digest([f_default]) != cc.code_digest([f_default2])
+    assert cc.code_digest([f, None]) != cc.code_digest([f])
+
+
+def test_a_damaged_keyed_file_is_traced_again_and_replaced(cache, compiles):
+    def f(x):
+        return jax.numpy.exp(x) - 1
+
+    x = np.linspace(0, 1, 5, dtype=np.float32)
+    expected = np.asarray(jax.jit(f)(x))
+    cc.Program(f, key="expm1")(x)
+    keyed = cc.keyed_name("expm1", (x,)) + ".xla"
+    assert keyed in _programs(cache)
+    good = (cache / keyed).read_bytes()
+    for damaged in (good[:-50], good[:-1] + bytes([good[-1] ^ 1]), b"not a program"):
+        (cache / keyed).write_bytes(damaged)
+        np.testing.assert_array_equal(cc.Program(f, key="expm1")(x), expected)
+        assert compiles[0] == 1                    # loaded by its program
+        assert (cache / keyed).read_bytes() == good
 
 
 def test_a_damaged_or_foreign_file_is_compiled_again_and_replaced(cache, compiles):
@@ -232,7 +327,8 @@ def test_prune_drops_the_least_recently_used_programs(tmp_path):
 @pytest.mark.exact
 @pytest.mark.backend
 @pytest.mark.filterwarnings("ignore::ai4cellfate.estimator.LatentWarning")
-def test_a_fit_that_loads_its_programs_equals_one_that_compiles_them(nuclei, cache, compiles):
+def test_a_fit_that_loads_its_programs_equals_one_that_compiles_them(nuclei, cache, compiles,
+                                                                     monkeypatch):
     import keras
 
     if keras.backend.backend() != "jax":
@@ -241,16 +337,59 @@ def test_a_fit_that_loads_its_programs_equals_one_that_compiles_them(nuclei, cac
     from ai4cellfate.training import _jax
 
     X, y = nuclei
+    traced = [0]
+    real = cc._load_or_compile
+
+    def counted(lowered, directory):
+        traced[0] += 1
+        return real(lowered, directory)
+
+    monkeypatch.setattr(cc, "_load_or_compile", counted)
     _jax._SHARED.clear()
     first = CellFateAAE(**FAST).fit(X, y)
     written = _programs(cache)
-    assert len(written) >= 2                      # the train step and the encoder
-    assert compiles[0] == len(written)
+    assert compiles[0] >= 2                       # the train step and the encoder
+    assert len(written) == 2 * compiles[0] == 2 * traced[0]   # by program and by key
     _jax._SHARED.clear()                          # as a new process
     second = CellFateAAE(**FAST).fit(X, y)
-    assert compiles[0] == len(written)            # every program loaded
-    assert _programs(cache) == written
+    assert traced[0] == compiles[0]               # every program loaded by its key,
+    assert _programs(cache) == written            # without tracing it
     for a, b in zip(first.model_.get_weights(), second.model_.get_weights()):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(first.transform(X), second.transform(X))
     _jax._SHARED.clear()
+
+
+@pytest.mark.backend
+def test_the_train_step_key_is_the_same_in_another_process():
+    # The key must not hold anything of one process (addresses, ids, hash
+    # seeds), or a later process would never find the step by it.
+    import hashlib
+    import subprocess
+    import sys
+
+    import keras
+
+    if keras.backend.backend() != "jax":
+        pytest.skip("the compiled-program cache is for the JAX backend")
+    code = (
+        "import hashlib, keras\n"
+        "from ai4cellfate.training import AdversarialAutoencoder, _jax\n"
+        "m = AdversarialAutoencoder((20, 20, 1), seed=3)\n"
+        "m.compile(optimizer=keras.optimizers.Adam(1e-3, beta_1=0.0, beta_2=0.9))\n"
+        "m.optimizer.build(m.trainable_variables)\n"
+        "k = _jax.jitted_train_step(m)._key\n"
+        "print(hashlib.sha256((k() if callable(k) else k).encode()).hexdigest())\n"
+    )
+    env = dict(os.environ, KERAS_BACKEND="jax")
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    from ai4cellfate.training import AdversarialAutoencoder, _jax
+
+    m = AdversarialAutoencoder((20, 20, 1), seed=5)     # seeds are values, not structure
+    m.compile(optimizer=keras.optimizers.Adam(1e-3, beta_1=0.0, beta_2=0.9))
+    m.optimizer.build(m.trainable_variables)
+    k = _jax.jitted_train_step(m)._key
+    mine = hashlib.sha256((k() if callable(k) else k).encode()).hexdigest()
+    assert run.stdout.split()[-1] == mine

@@ -21,6 +21,18 @@ flags; a file whose checksum does not match, or that XLA refuses, is compiled
 again and replaced. A cache that cannot be read or written never fails a fit:
 the program is compiled as without it.
 
+A :class:`Program` given a ``key`` (the train step and encoder programs of
+:mod:`._jax`, whose key names the model's structure and the code it runs) also
+finds its executable without tracing the function first: tracing and lowering
+a default fit's train step takes 2-3 s of Python, which a process that loads
+the step from the cache would otherwise pay before its first step. That second
+file's name is a hash of the key, the arguments' tree, shapes and dtypes, the
+same environment as above, the Python, JAX and Keras versions, JAX's and Keras'
+configuration, the contents of ai4cellfate's source files and the sizes and
+times of Keras' (so editing either misses). What this name cannot see is a
+change to the code of Keras or JAX made at run time (a monkeypatch outside
+the model's own methods): after such a patch, turn the cache off.
+
 Loading a cached program runs machine code from that directory, as Python
 does with ``__pycache__``: keep it private to your user, as ``~/.cache`` is.
 """
@@ -28,8 +40,11 @@ does with ``__pycache__``: keep it private to your user, as ``~/.cache`` is.
 from __future__ import annotations
 
 import hashlib
+import marshal
 import os
+import pickle
 import platform
+import sys
 import threading
 import time
 
@@ -49,6 +64,8 @@ MAX_BYTES = 512 * 2**20
 
 _OFF = ("off", "0", "false", "no", "none")
 _MAGIC = b"A4CFXLA1"
+#: Files found by a :class:`Program`'s key (their payload holds the trees too).
+_KEYED_MAGIC = b"A4CFXLK1"
 _SUFFIX = ".xla"
 _log = logger.getChild("compile_cache")
 
@@ -135,29 +152,127 @@ def program_key(lowered):
     key : str
         64 hexadecimal digits.
     """
-    import jaxlib
-
-    device = jax.devices()[0]
-    parts = [
-        _MAGIC.decode(), jax.__version__, jaxlib.__version__, device.platform,
-        device.device_kind, getattr(device.client, "platform_version", ""),
-        str(jax.device_count()), os.environ.get("XLA_FLAGS", ""), _host(),
-        lowered.as_text(),
-    ]
+    parts = [*_environment(), lowered.as_text()]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-def _read(path):
+def _environment():
+    """What an executable depends on besides its program (versions, device,
+    XLA flags, the host CPU)."""
+    import jaxlib
+
+    device = jax.devices()[0]
+    return [
+        _MAGIC.decode(), jax.__version__, jaxlib.__version__, device.platform,
+        device.device_kind, getattr(device.client, "platform_version", ""),
+        str(jax.device_count()), os.environ.get("XLA_FLAGS", ""), _host(),
+    ]
+
+
+_SOURCES = None
+
+
+def _sources():
+    """A digest of the code a trace runs: the contents of ai4cellfate's
+    Python files and the paths, sizes and modification times of Keras'
+    (computed once per process; about 30 ms)."""
+    global _SOURCES
+    if _SOURCES is None:
+        import keras
+
+        from .. import __file__ as package_init
+
+        h = hashlib.sha256()
+        for top, by_content in ((os.path.dirname(package_init), True),
+                                (os.path.dirname(keras.__file__), False)):
+            for root, dirs, files in os.walk(top):
+                dirs.sort()
+                for name in sorted(files):
+                    if not name.endswith(".py"):
+                        continue
+                    path = os.path.join(root, name)
+                    h.update(os.path.relpath(path, top).encode() + b"\0")
+                    try:
+                        if by_content:
+                            with open(path, "rb") as f:
+                                h.update(hashlib.sha256(f.read()).digest())
+                        else:
+                            st = os.stat(path)
+                            h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+                    except OSError:
+                        h.update(b"?")
+        _SOURCES = h.hexdigest()
+    return _SOURCES
+
+
+def code_digest(functions):
+    """A digest of Python functions' code, equal in every process that runs
+    the same code (a key part for :class:`Program`).
+
+    Parameters
+    ----------
+    functions : iterable
+        Functions (or anything else: its type's name is used).
+
+    Returns
+    -------
+    digest : str
+        64 hexadecimal digits.
+    """
+    h = hashlib.sha256()
+    for fn in functions:
+        code = getattr(fn, "__code__", None)
+        name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+        h.update(name.encode() + b"\0")
+        if code is not None:
+            h.update(marshal.dumps(code))
+            h.update(repr(getattr(fn, "__defaults__", None)).encode())
+    return h.hexdigest()
+
+
+def keyed_name(key, args, donate_argnums=()):
+    """Hash naming the file a :class:`Program` with ``key`` finds without
+    tracing, for a call with ``args``.
+
+    Parameters
+    ----------
+    key : str
+        Names the function and the structure of its fixed arguments, the
+        same in every process that traces the same program.
+    args : tuple
+        The call's arguments (their tree, shapes, dtypes and weak types).
+    donate_argnums : tuple of int
+
+    Returns
+    -------
+    name : str
+        64 hexadecimal digits.
+    """
+    import keras
+
+    leaves, tree = jax.tree.flatten(args)
+    signature = [str(tree)] + [
+        f"{tuple(getattr(x, 'shape', ()))}|{getattr(x, 'dtype', type(x).__name__)}|"
+        f"{getattr(x, 'weak_type', None)}" for x in leaves]
+    parts = [_KEYED_MAGIC.decode(), *_environment(), sys.version, keras.__version__,
+             keras.backend.backend(), keras.config.floatx(), str(keras.config.epsilon()),
+             keras.config.image_data_format(), keras.config.dtype_policy().name,
+             repr(sorted(jax.config.values.items())), _sources(), repr(tuple(donate_argnums)),
+             key, *signature]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def _read(path, magic=_MAGIC):
     try:
         with open(path, "rb") as f:
             blob = f.read()
     except OSError:
         return None
-    head = len(_MAGIC) + 32
-    if len(blob) <= head or not blob.startswith(_MAGIC):
+    head = len(magic) + 32
+    if len(blob) <= head or not blob.startswith(magic):
         return None
     payload = blob[head:]
-    if hashlib.sha256(payload).digest() != blob[len(_MAGIC):head]:
+    if hashlib.sha256(payload).digest() != blob[len(magic):head]:
         return None
     try:
         os.utime(path)  # most recently used
@@ -166,13 +281,13 @@ def _read(path):
     return payload
 
 
-def _write(directory, path, payload):
+def _write(directory, path, payload, magic=_MAGIC):
     """Write atomically (a reader never sees half a file), then prune."""
     try:
         os.makedirs(directory, exist_ok=True)
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
-                f.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
+                f.write(magic + hashlib.sha256(payload).digest() + payload)
         _prune(directory, keep=path)
     except OSError as exc:
         _log.debug("could not write compiled program %s: %s", path, exc)
@@ -228,23 +343,28 @@ def load_or_compile(lowered):
     -------
     compiled : jax.stages.Compiled
     """
+    return _load_or_compile(lowered, cache_dir())[0]
+
+
+def _load_or_compile(lowered, directory):
+    """``(compiled, payload)``: ``payload`` is the serialised executable, or
+    None where the cache is off or the executable cannot be serialised."""
     from jax.experimental import serialize_executable
 
-    directory = cache_dir()
     if directory is None:
-        return lowered.compile()
+        return lowered.compile(), None
     try:
         path = os.path.join(directory, program_key(lowered) + _SUFFIX)
     except Exception as exc:  # noqa: BLE001 - a key we cannot make: no cache
         _log.debug("no cache key for a program: %s", exc)
-        return lowered.compile()
+        return lowered.compile(), None
     payload = _read(path)
     if payload is not None:
         try:
             compiled = serialize_executable.deserialize_and_load(
                 payload, lowered.in_tree, lowered.out_tree)
             _log.debug("loaded compiled program %s", path)
-            return compiled
+            return compiled, payload
         except Exception as exc:  # noqa: BLE001 - XLA refused it: compile anew
             _log.debug("could not load compiled program %s: %s", path, exc)
     start = time.perf_counter()
@@ -254,9 +374,26 @@ def load_or_compile(lowered):
         payload, _, _ = serialize_executable.serialize(compiled)
     except Exception as exc:  # noqa: BLE001 - not serialisable: keep it in memory only
         _log.debug("could not serialise a compiled program: %s", exc)
-        return compiled
+        return compiled, None
     _write(directory, path, payload)
     _log.debug("compiled a program in %.1f s, kept in %s", seconds, path)
+    return compiled, payload
+
+
+def _load_keyed(path):
+    """The executable kept under a :class:`Program` key's name, or None."""
+    from jax.experimental import serialize_executable
+
+    blob = _read(path, _KEYED_MAGIC)
+    if blob is None:
+        return None
+    try:
+        in_tree, out_tree, payload = pickle.loads(blob)
+        compiled = serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
+    except Exception as exc:  # noqa: BLE001 - damaged or refused: trace and compile
+        _log.debug("could not load compiled program %s: %s", path, exc)
+        return None
+    _log.debug("loaded compiled program %s without tracing", path)
     return compiled
 
 
@@ -282,10 +419,22 @@ class Program:
         every argument's shapes.
     donate_argnums : tuple of int
         As for :func:`jax.jit`.
+    key : str or callable, optional
+        What the function computes, as a string equal in every process that
+        would trace the same program from it (or a function returning one,
+        called when first needed). With a key, a new signature first looks
+        for an executable kept under a name made of the key and the
+        arguments (:func:`keyed_name`) and runs it without tracing ``fn``;
+        otherwise, and when nothing is kept under that name, ``fn`` is traced
+        and its executable loaded by program or compiled, then kept under
+        both names. The caller answers for the key: a key shared by two
+        functions that trace different programs makes one run the other's.
     """
 
-    def __init__(self, fn, fixed_argnums=(), donate_argnums=()):
+    def __init__(self, fn, fixed_argnums=(), donate_argnums=(), key=None):
         self._jit = jax.jit(fn, donate_argnums=donate_argnums)
+        self._donate = tuple(donate_argnums)
+        self._key = key
         self._fixed = tuple(fixed_argnums)
         self._executables = {}
         self._lock = threading.Lock()
@@ -305,8 +454,37 @@ class Program:
             with self._lock:
                 compiled = self._executables.get(sig)
                 if compiled is None:
-                    compiled = load_or_compile(self._jit.lower(*args))
+                    compiled = self._load_or_compile(args)
                     self._executables[sig] = compiled
+        return compiled
+
+    def _keyed_path(self, directory, args):
+        if self._key is None or directory is None:
+            return None
+        try:
+            if callable(self._key):
+                self._key = self._key()
+            return os.path.join(directory, keyed_name(self._key, args, self._donate) + _SUFFIX)
+        except Exception as exc:  # noqa: BLE001 - no name: trace as without a key
+            _log.debug("no keyed name for a program: %s", exc)
+            return None
+
+    def _load_or_compile(self, args):
+        directory = cache_dir()
+        path = self._keyed_path(directory, args)
+        compiled = _load_keyed(path) if path is not None else None
+        if compiled is not None:
+            return compiled
+        lowered = self._jit.lower(*args)
+        compiled, payload = _load_or_compile(lowered, directory)
+        if path is not None and payload is not None:
+            try:
+                blob = pickle.dumps((lowered.in_tree, lowered.out_tree, payload),
+                                    protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:  # noqa: BLE001 - trees that do not pickle
+                _log.debug("could not keep a program under its key: %s", exc)
+            else:
+                _write(directory, path, blob, _KEYED_MAGIC)
         return compiled
 
     def __call__(self, *args):

@@ -18,7 +18,7 @@ import jax
 import keras
 import numpy as np
 
-from ._compile_cache import Program
+from ._compile_cache import Program, code_digest
 
 #: Most compiled functions kept for reuse across models (least recently used
 #: dropped first); each entry holds one model of that structure alive.
@@ -98,6 +98,13 @@ def structure_key(kind, model, extra=()):
     return text, _code(model)
 
 
+def _disk_key(key):
+    """A :func:`structure_key` as a string that is the same in every process
+    (the code as a digest of its functions): a :class:`Program` key."""
+    text, code = key
+    return text + "\0" + code_digest(code)
+
+
 def _shared(key, build):
     with _LOCK:
         fn = _SHARED.get(key)
@@ -124,7 +131,8 @@ def jitted_train_step(model):
     Sharing it means XLA compiles the step once per process instead of once
     per fit (about 15 s on two cores), which is what a grid search or a
     cross-validation of many fits pays otherwise; the compiled step is also
-    kept on disk for later processes (:mod:`._compile_cache`).
+    kept on disk for later processes (:mod:`._compile_cache`), found there by
+    this key (so a later process loads it without tracing the step first).
 
     The state is not donated to the step (its buffers are not reused for the
     new state): Ctrl-C can land between the step's return and Keras storing
@@ -138,7 +146,8 @@ def jitted_train_step(model):
         type(optimizer).__qualname__, opt_config,
         _variables_signature(optimizer.variables),
     ])
-    return _shared(key, lambda: Program(model.train_step, fixed_argnums=(0,)))
+    return _shared(key, lambda: Program(model.train_step, fixed_argnums=(0,),
+                                        key=lambda: _disk_key(key)))
 
 
 def _run(model, fn, trainable_values, non_trainable_values):
@@ -223,9 +232,10 @@ def predict_function(net):
             out, _ = net.stateless_call(trainable, non_trainable, x, training=False)
             return out
 
-        return Program(run, fixed_argnums=(0, 1))
+        return Program(run, fixed_argnums=(0, 1), key=lambda: _disk_key(key))
 
-    run = _shared(structure_key("predict", net), build)
+    key = structure_key("predict", net)
+    run = _shared(key, build)
 
     def predict(x):
         return np.asarray(run([v.value for v in net.trainable_variables],
