@@ -170,33 +170,43 @@ def test_program_key_names_everything_the_executable_depends_on(monkeypatch):
     assert a != cc.program_key(jax.jit(f).lower(np.zeros(3, np.float32)))
 
 
-def test_a_keyed_program_is_found_without_tracing_it(cache, compiles):
-    traces = [0]
+def test_a_keyed_program_is_found_without_tracing_it(cache, compiles, monkeypatch):
+    lowered = [0]                                  # programs traced and lowered
+    real = cc._load_or_compile
+
+    def counted(low, directory):
+        lowered[0] += 1
+        return real(low, directory)
+
+    monkeypatch.setattr(cc, "_load_or_compile", counted)
 
     def f(w, x):
-        traces[0] += 1                             # runs only while JAX traces f
         return jax.numpy.sin(x @ w)
+
+    def reference(w, x):
+        return np.asarray(jax.jit(lambda a, b: jax.numpy.sin(b @ a))(w, x))
 
     w = np.linspace(-1, 1, 6, dtype=np.float32).reshape(3, 2)
     x = np.arange(12, dtype=np.float32).reshape(4, 3) / 11
-    expected = np.asarray(jax.jit(f)(w, x))
-    traces[0] = 0
+    expected = reference(w, x)
+    base = compiles[0]
     np.testing.assert_array_equal(cc.Program(f, fixed_argnums=(0,), key="sin")(w, x), expected)
-    assert (traces[0], compiles[0], len(_programs(cache))) == (1, 1, 2)
+    assert (lowered[0], compiles[0] - base, len(_programs(cache))) == (1, 1, 2)
     # a later process: found by its key, neither traced nor compiled
     again = cc.Program(f, fixed_argnums=(0,), key=lambda: "sin")
     np.testing.assert_array_equal(again(w, x), expected)
-    assert (traces[0], compiles[0]) == (1, 1)
+    assert (lowered[0], compiles[0] - base) == (1, 1)
     # another shape is another name: traced and compiled
-    np.testing.assert_array_equal(again(w, x[:2]), np.asarray(jax.jit(f)(w, x[:2])))
-    assert (traces[0], compiles[0], len(_programs(cache))) == (3, 2, 4)   # jit traced too
+    np.testing.assert_array_equal(again(w, x[:2]), reference(w, x[:2]))
+    assert (lowered[0], len(_programs(cache))) == (2, 4)
     # another key: traced, then loaded by its program (the same HLO)
+    compiled_so_far = compiles[0]
     other = cc.Program(f, fixed_argnums=(0,), key="sin, edited")
     np.testing.assert_array_equal(other(w, x), expected)
-    assert (traces[0], compiles[0], len(_programs(cache))) == (4, 2, 5)
+    assert (lowered[0], compiles[0], len(_programs(cache))) == (3, compiled_so_far, 5)
     # without a key: traced and loaded by program, nothing more written
     np.testing.assert_array_equal(cc.Program(f, fixed_argnums=(0,))(w, x), expected)
-    assert (traces[0], compiles[0], len(_programs(cache))) == (5, 2, 5)
+    assert (lowered[0], compiles[0], len(_programs(cache))) == (4, compiled_so_far, 5)
 
 
 def test_keyed_name_names_what_a_trace_depends_on(monkeypatch):
@@ -362,8 +372,9 @@ def test_a_fit_that_loads_its_programs_equals_one_that_compiles_them(nuclei, cac
 
 @pytest.mark.backend
 def test_the_train_step_key_is_the_same_in_another_process():
-    # The key must not hold anything of one process (addresses, ids, hash
-    # seeds), or a later process would never find the step by it.
+    # The key must not hold anything of one process (addresses, ids, string
+    # hashes, reference counts), or a later process would never find the step
+    # by it. This process has run other tests; the other one runs only this.
     import hashlib
     import subprocess
     import sys
@@ -379,9 +390,10 @@ def test_the_train_step_key_is_the_same_in_another_process():
         "m.compile(optimizer=keras.optimizers.Adam(1e-3, beta_1=0.0, beta_2=0.9))\n"
         "m.optimizer.build(m.trainable_variables)\n"
         "k = _jax.jitted_train_step(m)._key\n"
-        "print(hashlib.sha256((k() if callable(k) else k).encode()).hexdigest())\n"
+        "text, digest = (k() if callable(k) else k).split('\\0')\n"
+        "print(hashlib.sha256(text.encode()).hexdigest(), digest)\n"
     )
-    env = dict(os.environ, KERAS_BACKEND="jax")
+    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONHASHSEED="12345")
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
@@ -391,5 +403,27 @@ def test_the_train_step_key_is_the_same_in_another_process():
     m.compile(optimizer=keras.optimizers.Adam(1e-3, beta_1=0.0, beta_2=0.9))
     m.optimizer.build(m.trainable_variables)
     k = _jax.jitted_train_step(m)._key
-    mine = hashlib.sha256((k() if callable(k) else k).encode()).hexdigest()
-    assert run.stdout.split()[-1] == mine
+    text, digest = (k() if callable(k) else k).split("\0")
+    assert run.stdout.split()[-2:] == [hashlib.sha256(text.encode()).hexdigest(), digest]
+
+
+def test_code_digest_is_the_same_in_another_process():
+    # string sets (ordered by per-process string hashes) and marshal's
+    # reference flags (which follow reference counts) must not reach it
+    import subprocess
+    import sys
+
+    code = (
+        "def f(x, k=(1, 'a')):\n"
+        "    return x in {'alpha', 'beta', 'gamma', 'delta'} and (lambda y: y + k[0])(x)\n"
+        "from ai4cellfate.training import _compile_cache as cc\n"
+        "print(cc.code_digest([f]))\n"
+    )
+    digests = set()
+    for seed in ("1", "2", "3"):
+        env = dict(os.environ, PYTHONHASHSEED=seed, KERAS_BACKEND="jax")
+        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+        digests.add(run.stdout.split()[-1])
+    assert len(digests) == 1

@@ -320,8 +320,13 @@ def test_inductor_step_is_close_to_eager_or_reports_why_not():
         assert error is None and failures == []
     else:
         assert error is not None and len(failures) == 1
+    # Inductor's kernels sum in other orders: float32 rounding, carried through
+    # a step of Adam (which divides by the gradients' scale, so small gradients'
+    # rounding moves weights as much as large ones) into the second step's
+    # losses (seen: 1.4e-4 relative on the contrastive loss of a fresh machine).
+    # Equality bit for bit is tested under ``aot_eager`` above.
     for a, b in zip(logs_c, logs_e):
-        assert a == pytest.approx(b, rel=1e-4, abs=1e-6)
+        assert a == pytest.approx(b, rel=1e-3, abs=1e-6)
 
 
 def test_estimator_jit_compile_true_compiles_on_torch(aot_eager, monkeypatch):

@@ -40,13 +40,13 @@ does with ``__pycache__``: keep it private to your user, as ``~/.cache`` is.
 from __future__ import annotations
 
 import hashlib
-import marshal
 import os
 import pickle
 import platform
 import sys
 import threading
 import time
+import types
 
 import jax
 
@@ -205,6 +205,25 @@ def _sources():
     return _SOURCES
 
 
+def _canonical(value):
+    """``value`` (a code object's constant) as text that is the same in every
+    process: code objects by their parts, sets sorted (their order follows
+    string hashes, which differ between processes). ``marshal`` is not used:
+    its output depends on reference counts."""
+    if isinstance(value, types.CodeType):
+        parts = [value.co_code.hex(), repr(value.co_names), repr(value.co_varnames),
+                 repr(value.co_freevars), repr(value.co_cellvars),
+                 f"{value.co_argcount},{value.co_posonlyargcount},"
+                 f"{value.co_kwonlyargcount},{value.co_flags}",
+                 *(_canonical(c) for c in value.co_consts)]
+        return "code(" + "|".join(parts) + ")"
+    if isinstance(value, (frozenset, set)):
+        return "{" + ",".join(sorted(_canonical(v) for v in value)) + "}"
+    if isinstance(value, tuple):
+        return "(" + ",".join(_canonical(v) for v in value) + ")"
+    return repr(value)
+
+
 def code_digest(functions):
     """A digest of Python functions' code, equal in every process that runs
     the same code (a key part for :class:`Program`).
@@ -225,8 +244,10 @@ def code_digest(functions):
         name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
         h.update(name.encode() + b"\0")
         if code is not None:
-            h.update(marshal.dumps(code))
-            h.update(repr(getattr(fn, "__defaults__", None)).encode())
+            h.update(_canonical(code).encode() + b"\0")
+            h.update(_canonical(getattr(fn, "__defaults__", None)).encode() + b"\0")
+            h.update(_canonical(sorted((getattr(fn, "__kwdefaults__", None) or {}).items()))
+                     .encode() + b"\0")
     return h.hexdigest()
 
 
