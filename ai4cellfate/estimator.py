@@ -625,8 +625,8 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         }
 
     def _build_model(self, p, image_shape, n_classes, seed, jit_compile="auto"):
-        keras = _keras()
         from .training import AdversarialAutoencoder
+        from .training.model import make_adam
 
         model = AdversarialAutoencoder(
             image_shape, latent_dim=p["latent_dim"], n_classes=n_classes,
@@ -635,8 +635,8 @@ class CellFateAAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             temperature=p["temperature"], noise_std=p["noise_std"],
             ssim_window=p["ssim_window"], ssim_form=self.ssim_form, seed=seed,
         )
-        model.compile(optimizer=keras.optimizers.Adam(p["learning_rate"], beta_1=0.0,
-                                                      beta_2=0.9), jit_compile=jit_compile)
+        model.compile(optimizer=make_adam(p["learning_rate"], beta_1=0.0, beta_2=0.9),
+                      jit_compile=jit_compile)
         # Built here, in a fixed variable order, so a checkpoint restores it.
         model.optimizer.build(model.trainable_variables)
         return model

@@ -20,6 +20,7 @@ from keras import layers, ops
 from ._random import CounterDropout, CounterGaussianNoise
 
 __all__ = [
+    "HostConstant",
     "SeededGlorotUniform",
     "SeededNormal",
     "SpectralConv2D",
@@ -80,6 +81,51 @@ def _host_to_backend(values):
 
         return jax.device_put(values)
     return values
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class HostConstant(keras.initializers.Initializer):
+    """A constant filled on the host (the values of
+    :class:`keras.initializers.Constant` for a scalar).
+
+    Keras' ``"zeros"`` and ``"ones"`` fill a variable with a backend
+    operation, and on JAX each new shape compiles its own small XLA program
+    (about 20-25 ms on two cores): the biases and batch-norm variables of the
+    networks and Adam's slots made about 25 of them in every new process. The
+    values come as :class:`SeededGlorotUniform` returns its values (NumPy;
+    on JAX a device array).
+
+    Parameters
+    ----------
+    value : float, default=0.0
+        The constant.
+
+    Examples
+    --------
+    >>> HostConstant(1.0)((2, 3)).tolist()
+    [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
+    """
+
+    def __init__(self, value=0.0):
+        self.value = float(value)
+
+    def __call__(self, shape, dtype=None):
+        dtype = keras.backend.standardize_dtype(dtype or "float32")
+        return _host_to_backend(np.full(tuple(shape), self.value, dtype=dtype))
+
+    def get_config(self):
+        return {"value": self.value}
+
+
+def _zeros():
+    return HostConstant(0.0)
+
+
+def _batch_norm(name):
+    """``BatchNormalization`` with its variables filled on the host."""
+    return layers.BatchNormalization(
+        name=name, beta_initializer=_zeros(), gamma_initializer=HostConstant(1.0),
+        moving_mean_initializer=_zeros(), moving_variance_initializer=HostConstant(1.0))
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -248,6 +294,7 @@ class SpectralConv2D(_SpectralNormMixin, layers.Conv2D):
     def __init__(self, *args, sn_seed=None, upsample=1, **kwargs):
         if sn_seed is not None and "kernel_initializer" not in kwargs:
             kwargs["kernel_initializer"] = _glorot(sn_seed + _KERNEL_SEED_OFFSET)
+        kwargs.setdefault("bias_initializer", _zeros())
         super().__init__(*args, **kwargs)
         self._sn_seed = sn_seed
         self.upsample = int(upsample)
@@ -387,6 +434,7 @@ class SpectralDense(_SpectralNormMixin, layers.Dense):
     def __init__(self, *args, sn_seed=None, **kwargs):
         if sn_seed is not None and "kernel_initializer" not in kwargs:
             kwargs["kernel_initializer"] = _glorot(sn_seed + _KERNEL_SEED_OFFSET)
+        kwargs.setdefault("bias_initializer", _zeros())
         super().__init__(*args, **kwargs)
         self._sn_seed = sn_seed
 
@@ -448,13 +496,13 @@ def block_plan(image_shape, base_filters=8, max_bottleneck=5):
 
 def _res_down(x, filters, noise_std, seed, name):
     skip = SpectralConv2D(filters, 1, strides=2, name=f"{name}_skip", sn_seed=seed)(x)
-    y = layers.BatchNormalization(name=f"{name}_bn1")(x)
+    y = _batch_norm(f"{name}_bn1")(x)
     y = layers.ReLU()(y)
     y = SpectralConv2D(
         filters, 3, strides=2, padding="same", name=f"{name}_conv1", sn_seed=seed + 1
     )(y)
     y = CounterGaussianNoise(noise_std, seed=seed + 2)(y)
-    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = _batch_norm(f"{name}_bn2")(y)
     y = layers.ReLU()(y)
     y = SpectralConv2D(
         filters, 3, strides=1, padding="same", name=f"{name}_conv2", sn_seed=seed + 3
@@ -466,13 +514,13 @@ def _res_down(x, filters, noise_std, seed, name):
 def _res_up(x, filters, noise_std, seed, name):
     # UpSampling2D(2) -> conv, as one layer each (SpectralConv2D(upsample=2)).
     skip = SpectralConv2D(filters, 1, upsample=2, name=f"{name}_skip", sn_seed=seed)(x)
-    y = layers.BatchNormalization(name=f"{name}_bn1")(x)
+    y = _batch_norm(f"{name}_bn1")(x)
     y = layers.ReLU()(y)
     y = SpectralConv2D(
         filters, 3, padding="same", upsample=2, name=f"{name}_conv1", sn_seed=seed + 1
     )(y)
     y = CounterGaussianNoise(noise_std, seed=seed + 2)(y)
-    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = _batch_norm(f"{name}_bn2")(y)
     y = layers.ReLU()(y)
     y = SpectralConv2D(
         filters, 3, padding="same", name=f"{name}_conv2", sn_seed=seed + 3
@@ -623,12 +671,15 @@ def build_discriminator(latent_dim=2, dropout=0.3, seed=0):
     (None, 1)
     """
     inputs = keras.Input(shape=(int(latent_dim),), name="latent")
-    x = layers.Dense(32, kernel_initializer=_glorot(seed + 1))(inputs)
+    x = layers.Dense(32, kernel_initializer=_glorot(seed + 1),
+                     bias_initializer=_zeros())(inputs)
     x = layers.LeakyReLU(0.2)(x)
-    x = layers.Dense(16, kernel_initializer=_glorot(seed + 2))(x)
+    x = layers.Dense(16, kernel_initializer=_glorot(seed + 2),
+                     bias_initializer=_zeros())(x)
     x = layers.LeakyReLU(0.2)(x)
     x = CounterDropout(dropout, seed=seed)(x)
-    outputs = layers.Dense(1, activation="sigmoid", kernel_initializer=_glorot(seed + 3))(x)
+    outputs = layers.Dense(1, activation="sigmoid", kernel_initializer=_glorot(seed + 3),
+                           bias_initializer=_zeros())(x)
     return keras.Model(inputs, outputs, name="discriminator")
 
 
@@ -668,6 +719,7 @@ def build_latent_classifier(latent_dim=2, n_classes=2, dropout=0.3, l2=1e-4, see
         activation="softmax",
         kernel_regularizer=keras.regularizers.L2(l2),
         kernel_initializer=_glorot(seed + 1),
+        bias_initializer=_zeros(),
         name="logits",
     )(x)
     return keras.Model(inputs, outputs, name="latent_classifier")

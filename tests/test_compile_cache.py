@@ -427,3 +427,31 @@ def test_code_digest_is_the_same_in_another_process():
         assert run.returncode == 0, run.stderr[-2000:]
         digests.add(run.stdout.split()[-1])
     assert len(digests) == 1
+
+
+def test_building_a_fit_model_compiles_no_program_per_shape():
+    """A new fit's model fills its variables on the host (biases, batch
+    norms, loss weights, Adam's slots): building it in a fresh process
+    compiles only Keras' few scalar programs, where Keras' own initialisers
+    compiled one program per variable shape (about 25)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import jax, jax.monitoring\n"
+        "n = [0]\n"
+        "def listen(event, duration, **kwargs):\n"
+        "    n[0] += event.endswith('backend_compile_duration')\n"
+        "jax.monitoring.register_event_duration_secs_listener(listen)\n"
+        "from ai4cellfate import CellFateAAE\n"
+        "est = CellFateAAE(random_state=0)\n"
+        "model = est._build_model(est._check_params(), (20, 20, 1), 2, 0)\n"
+        "print('slots', len(model.optimizer.variables), 'compiles', n[0])\n"
+    )
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_COMPILATION_CACHE_DIR="")
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    words = run.stdout.split()
+    assert int(words[words.index("slots") + 1]) > 50  # Adam's slots were built
+    assert int(words[words.index("compiles") + 1]) <= 3, run.stdout

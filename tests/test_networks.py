@@ -286,3 +286,46 @@ def test_noise_next_to_the_flattening_is_the_specified_order_bit_for_bit(kind):
     assert all(np.array_equal(a, ops.convert_to_numpy(v.value)) for a, v in zip(after, net.variables))
     # the noise is there: a second draw differs
     assert not np.array_equal(out, ops.convert_to_numpy(net(x, training=True)))
+
+
+@pytest.mark.backend
+def test_host_constant_fills_on_the_host_and_round_trips():
+    import keras
+
+    from ai4cellfate.networks import HostConstant
+
+    for value, dtype in ((0.0, "float32"), (1.0, "float32"), (2.5, "float16")):
+        init = HostConstant(value)
+        got = init((2, 3), dtype)
+        np.testing.assert_array_equal(np.asarray(got), np.full((2, 3), value, dtype))
+        assert keras.backend.standardize_dtype(got.dtype) == dtype
+        if keras.backend.backend() == "jax":
+            import jax
+
+            assert isinstance(got, jax.Array)
+        back = keras.initializers.deserialize(keras.initializers.serialize(init))
+        assert type(back) is HostConstant and back.value == value
+    assert float(HostConstant(3)(())) == 3.0
+
+
+def test_network_biases_and_batch_norms_start_as_keras_would():
+    """Biases and batch-norm variables are filled on the host with Keras'
+    defaults (zeros; ones for the scale and the moving variance)."""
+    from ai4cellfate.networks import HostConstant
+
+    enc = build_encoder((20, 20, 1))
+    bns = [layer for layer in enc.layers if type(layer).__name__ == "BatchNormalization"]
+    assert bns
+    for bn in bns:
+        assert isinstance(bn.gamma_initializer, HostConstant)
+        np.testing.assert_array_equal(np.asarray(bn.gamma), 1.0)
+        np.testing.assert_array_equal(np.asarray(bn.moving_variance), 1.0)
+        np.testing.assert_array_equal(np.asarray(bn.beta), 0.0)
+        np.testing.assert_array_equal(np.asarray(bn.moving_mean), 0.0)
+    for net in (enc, build_decoder((20, 20, 1)), build_discriminator(2),
+                build_latent_classifier(2, 2)):
+        biased = [layer for layer in net.layers if getattr(layer, "bias", None) is not None]
+        assert biased
+        for layer in biased:
+            assert isinstance(layer.bias_initializer, HostConstant)
+            np.testing.assert_array_equal(np.asarray(layer.bias), 0.0)

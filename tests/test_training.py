@@ -358,3 +358,103 @@ def test_an_images_latent_does_not_depend_on_its_inference_batch():
     apart = np.concatenate([predict(encoder, A[:230]), predict(encoder, A[230:])])  # 256 + 128
     assert together.shape == (300, 2)
     np.testing.assert_array_equal(together, apart)
+
+
+@pytest.mark.backend
+def test_no_per_batch_log_conversion_when_no_callback_reads_batches(nuclei, monkeypatch):
+    """Keras converts every batch's logs in a thread pool even when no
+    callback reads them; the loop's callback list leaves that out, and the
+    epoch records are those of an ordinary fit."""
+    import keras
+
+    X, y = nuclei
+    converted = [0]
+    real = keras.callbacks.CallbackList._on_train_batch_end
+
+    def counted(self, batch, logs=None):
+        converted[0] += 1
+        return real(self, batch, logs)
+
+    monkeypatch.setattr(keras.callbacks.CallbackList, "_on_train_batch_end", counted)
+    est = CellFateAAE(**FAST).fit(X, y)
+    assert converted[0] == 0
+    assert est.n_epochs_ == 3 and np.isfinite(est.history_["loss"]).all()
+
+
+def test_a_callback_with_batch_hooks_still_gets_every_batch(nuclei, monkeypatch):
+    """A callback that implements a batch hook (here a recorder subclass)
+    gets every batch, with the step's losses as Python numbers."""
+    X, y = nuclei
+    make = loop._make_callbacks
+    seen = []
+
+    def make_listening():
+        Recorder, *others = make()
+
+        class Listening(Recorder):
+            def on_train_batch_end(self, batch, logs=None):
+                seen.append((self.stage, batch, logs))
+
+            def on_batch_begin(self, batch, logs=None):
+                seen.append((self.stage, batch, "begin"))
+
+        return (Listening, *others)
+
+    monkeypatch.setattr(loop, "_make_callbacks", make_listening)
+    est = CellFateAAE(**FAST).fit(X, y)
+    steps = len(X) * 4 // 5 // FAST["batch_size"]  # no augmentation needed: counted below
+    ends = [s for s in seen if s[2] != "begin"]
+    begins = [s for s in seen if s[2] == "begin"]
+    assert len(ends) == len(begins) == est.model_.optimizer.iterations.numpy()
+    assert steps > 0 and [b for _, b, _ in ends[:2]] == [0, 1]
+    assert {stage for stage, _, _ in ends} == {1, 2}
+    assert all(isinstance(logs["loss"], float) and np.isfinite(logs["loss"])
+               for _, _, logs in ends)
+
+
+def test_fit_callback_list_keeps_keras_batch_hooks_for_callbacks_that_use_them():
+    import keras
+
+    class Epochs(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            pass
+
+    class Batches(keras.callbacks.Callback):
+        def on_batch_end(self, batch, logs=None):
+            pass
+
+    quiet = loop._fit_callbacks([Epochs()], model=None, epochs=1, steps=3, verbose=0)
+    assert not quiet._batch_begin and not quiet._batch_end
+    loud = loop._fit_callbacks([Epochs(), Batches()], model=None, epochs=1, steps=3,
+                               verbose=0)
+    assert loud._batch_end and not loud._batch_begin
+    bar = loop._fit_callbacks([Epochs()], model=None, epochs=1, steps=3, verbose=1)
+    assert bar._batch_end  # Keras' progress bar reads every batch
+    assert any(isinstance(cb, keras.callbacks.History) for cb in quiet.callbacks)
+
+
+@pytest.mark.backend
+def test_host_zeros_adam_updates_as_keras_adam_and_is_used_on_jax():
+    import keras
+
+    from ai4cellfate.training.model import HostZerosAdam, make_adam
+
+    rng = np.random.default_rng(0)
+    start = rng.normal(size=(3, 4)).astype("float32")
+    grads = [rng.normal(size=(3, 4)).astype("float32") for _ in range(3)]
+    out = []
+    for opt in (HostZerosAdam(1e-2, beta_1=0.0, beta_2=0.9),
+                keras.optimizers.Adam(1e-2, beta_1=0.0, beta_2=0.9)):
+        v = keras.Variable(start)
+        opt.build([v])
+        assert all(np.all(keras.ops.convert_to_numpy(s) == 0) for s in opt.variables[2:])
+        for g in grads:
+            opt.apply_gradients([(keras.ops.convert_to_tensor(g), v)])
+        out.append(keras.ops.convert_to_numpy(v))
+    np.testing.assert_allclose(out[0], out[1], rtol=1e-6, atol=1e-7)
+    assert not np.allclose(out[0], start)
+    made = make_adam(1e-3, 0.0, 0.9)
+    assert isinstance(made, keras.optimizers.Adam) and made.beta_2 == 0.9
+    assert isinstance(made, HostZerosAdam) == (keras.backend.backend() == "jax")
+    back = keras.optimizers.deserialize(keras.optimizers.serialize(HostZerosAdam(0.5)))
+    assert type(back) is HostZerosAdam and float(back.learning_rate) == 0.5

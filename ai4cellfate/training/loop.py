@@ -486,6 +486,51 @@ def _make_callbacks():
     return EpochRecorder, ShuffledBatches, Checkpointer, BestEpoch, InterruptGuard
 
 
+def _overrides(callback, *hooks):
+    """Whether ``callback`` implements any of ``hooks`` (not Keras' no-op)."""
+    keras = _keras()
+    for hook in hooks:
+        method = getattr(type(callback), hook, None)
+        if method is not None and method is not getattr(keras.callbacks.Callback, hook) \
+                and not getattr(method, "_is_default", False):
+            return True
+    return False
+
+
+def _fit_callbacks(callbacks, *, model, epochs, steps, verbose):
+    """A :class:`keras.callbacks.CallbackList` for one ``Model.fit`` call
+    that leaves out the per-batch hooks no callback implements.
+
+    Keras' own list hands every batch's logs to a thread pool that converts
+    them to Python numbers even when no callback reads them: a task per step
+    whose thread wakes when that step finishes, and a wait for the backlog at
+    every epoch's end (about 0.9 s of a default HeLa fit on JAX). Batch hooks
+    that some callback implements (Keras' progress bar with
+    ``keras_verbose``, a subclass's ``on_train_batch_end``) run as Keras runs
+    them.
+    """
+    keras = _keras()
+
+    class FitCallbacks(keras.callbacks.CallbackList):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._batch_begin = any(_overrides(cb, "on_train_batch_begin", "on_batch_begin")
+                                    for cb in self.callbacks)
+            self._batch_end = any(_overrides(cb, "on_train_batch_end", "on_batch_end")
+                                  for cb in self.callbacks)
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self._batch_begin:
+                super().on_train_batch_begin(batch, logs)
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self._batch_end:
+                super().on_train_batch_end(batch, logs)
+
+    return FitCallbacks(callbacks, add_history=True, add_progbar=verbose != 0,
+                        model=model, verbose=verbose, epochs=epochs, steps=steps)
+
+
 def _history_frame(rows, records, latent_dim, kept_epoch):
     crit_cols = (["centroid_distance"] + [f"kl_z{d}" for d in range(latent_dim)]
                  + ["kl_max", "val_balanced_accuracy", "val_precision",
@@ -705,12 +750,17 @@ def train_two_stage(model, train_data, criteria_data, schedule, rule, *, seed, e
         data = ShuffledBatches(X_tr, y_tr, schedule.batch_size, seed + 1, first_epoch)
         return dict(x=data, steps_per_epoch=data.steps, initial_epoch=first_epoch)
 
+    def listed(callbacks, epochs):
+        return _fit_callbacks(callbacks, model=model, epochs=epochs,
+                              steps=len(X_tr) // schedule.batch_size,
+                              verbose=int(keras_verbose))
+
     try:
         if start < s1:
             model.set_loss_weights(**schedule.stage1)
             recorder = Recorder(1, rows, snapshot)
             cbs = [recorder] + ([progress.callback(1, criteria)] if progress else [])
-            model.fit(**batches(start), epochs=s1, callbacks=cbs + extra, **fit_kwargs)
+            model.fit(**batches(start), epochs=s1, callbacks=listed(cbs + extra, s1), **fit_kwargs)
         if (recorder is None or recorder.bad is None) and not criteria.met:
             model.set_loss_weights(**schedule.stage2_weights)
             recorder = Recorder(2, rows, snapshot)
@@ -720,8 +770,8 @@ def train_two_stage(model, train_data, criteria_data, schedule, rule, *, seed, e
                 # after the criteria it reads.
                 cbs = [recorder, criteria, best_cb]
                 cbs += [progress.callback(2, criteria)] if progress else []
-                model.fit(**batches(max(start, s1)), epochs=end, callbacks=cbs + extra,
-                          **fit_kwargs)
+                model.fit(**batches(max(start, s1)), epochs=end,
+                          callbacks=listed(cbs + extra, end), **fit_kwargs)
         if criteria.met:
             stop = STOP_REASONS["criteria"]
     except KeyboardInterrupt:
