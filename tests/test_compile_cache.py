@@ -44,6 +44,18 @@ def compiles(monkeypatch):
     return count
 
 
+def _python(code, **env):
+    """Run ``code`` in a fresh Python process (JAX backend, ``env`` added)
+    and return its standard output; fail the test with its errors."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, KERAS_BACKEND="jax", **env), timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return run.stdout
+
+
 def _programs(path):
     return sorted(p for p in os.listdir(path) if p.endswith(".xla")) if path.exists() else []
 
@@ -376,8 +388,6 @@ def test_the_train_step_key_is_the_same_in_another_process():
     # hashes, reference counts), or a later process would never find the step
     # by it. This process has run other tests; the other one runs only this.
     import hashlib
-    import subprocess
-    import sys
 
     import keras
 
@@ -393,10 +403,7 @@ def test_the_train_step_key_is_the_same_in_another_process():
         "text, digest = (k() if callable(k) else k).split('\\0')\n"
         "print(hashlib.sha256(text.encode()).hexdigest(), digest)\n"
     )
-    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONHASHSEED="12345")
-    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
+    out = _python(code, PYTHONHASHSEED="12345")
     from ai4cellfate.training import AdversarialAutoencoder, _jax
 
     m = AdversarialAutoencoder((20, 20, 1), seed=5)     # seeds are values, not structure
@@ -404,14 +411,12 @@ def test_the_train_step_key_is_the_same_in_another_process():
     m.optimizer.build(m.trainable_variables)
     k = _jax.jitted_train_step(m)._key
     text, digest = (k() if callable(k) else k).split("\0")
-    assert run.stdout.split()[-2:] == [hashlib.sha256(text.encode()).hexdigest(), digest]
+    assert out.split()[-2:] == [hashlib.sha256(text.encode()).hexdigest(), digest]
 
 
 def test_code_digest_is_the_same_in_another_process():
     # string sets (ordered by per-process string hashes) and marshal's
     # reference flags (which follow reference counts) must not reach it
-    import subprocess
-    import sys
 
     code = (
         "def f(x, k=(1, 'a')):\n"
@@ -421,11 +426,7 @@ def test_code_digest_is_the_same_in_another_process():
     )
     digests = set()
     for seed in ("1", "2", "3"):
-        env = dict(os.environ, PYTHONHASHSEED=seed, KERAS_BACKEND="jax")
-        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                             text=True, timeout=300)
-        assert run.returncode == 0, run.stderr[-2000:]
-        digests.add(run.stdout.split()[-1])
+        digests.add(_python(code, PYTHONHASHSEED=seed).split()[-1])
     assert len(digests) == 1
 
 
@@ -434,8 +435,6 @@ def test_building_a_fit_model_compiles_no_program_per_shape():
     norms, loss weights, Adam's slots): building it in a fresh process
     compiles only Keras' few scalar programs, where Keras' own initialisers
     compiled one program per variable shape (about 25)."""
-    import subprocess
-    import sys
 
     code = (
         "import jax, jax.monitoring\n"
@@ -448,10 +447,7 @@ def test_building_a_fit_model_compiles_no_program_per_shape():
         "model = est._build_model(est._check_params(), (20, 20, 1), 2, 0)\n"
         "print('slots', len(model.optimizer.variables), 'compiles', n[0])\n"
     )
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_COMPILATION_CACHE_DIR="")
-    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
-    words = run.stdout.split()
+    out = _python(code, JAX_COMPILATION_CACHE_DIR="")
+    words = out.split()
     assert int(words[words.index("slots") + 1]) > 50  # Adam's slots were built
-    assert int(words[words.index("compiles") + 1]) <= 3, run.stdout
+    assert int(words[words.index("compiles") + 1]) <= 3, out
