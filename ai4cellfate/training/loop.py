@@ -741,26 +741,24 @@ def train_two_stage(model, train_data, criteria_data, schedule, rule, *, seed, e
     extra = [Checkpointer(checkpoint.every, save_state)] if checkpoint is not None else []
     extra.append(InterruptGuard())  # last: an epoch it stops after is recorded and saved
     stop = STOP_REASONS["max_epochs"]
-    # Batch order comes from ShuffledBatches alone: Keras would reshuffle the
-    # batches with Python's global `random`, which a checkpoint cannot hold.
-    fit_kwargs = dict(verbose=int(keras_verbose), shuffle=False)
 
-    def batches(first_epoch):
-        """Data and steps for a ``Model.fit`` call whose first epoch is ``first_epoch``."""
+    def fit_args(first_epoch, epochs, callbacks):
+        """Arguments of a ``Model.fit`` call from ``first_epoch`` to ``epochs``."""
         data = ShuffledBatches(X_tr, y_tr, schedule.batch_size, seed + 1, first_epoch)
-        return dict(x=data, steps_per_epoch=data.steps, initial_epoch=first_epoch)
-
-    def listed(callbacks, epochs):
-        return _fit_callbacks(callbacks, model=model, epochs=epochs,
-                              steps=len(X_tr) // schedule.batch_size,
-                              verbose=int(keras_verbose))
+        listed = _fit_callbacks(callbacks, model=model, epochs=epochs, steps=data.steps,
+                                verbose=int(keras_verbose))
+        # Batch order comes from ShuffledBatches alone: Keras would reshuffle the
+        # batches with Python's global `random`, which a checkpoint cannot hold.
+        return dict(x=data, steps_per_epoch=data.steps, initial_epoch=first_epoch,
+                    epochs=epochs, callbacks=listed, verbose=int(keras_verbose),
+                    shuffle=False)
 
     try:
         if start < s1:
             model.set_loss_weights(**schedule.stage1)
             recorder = Recorder(1, rows, snapshot)
             cbs = [recorder] + ([progress.callback(1, criteria)] if progress else [])
-            model.fit(**batches(start), epochs=s1, callbacks=listed(cbs + extra, s1), **fit_kwargs)
+            model.fit(**fit_args(start, s1, cbs + extra))
         if (recorder is None or recorder.bad is None) and not criteria.met:
             model.set_loss_weights(**schedule.stage2_weights)
             recorder = Recorder(2, rows, snapshot)
@@ -770,8 +768,7 @@ def train_two_stage(model, train_data, criteria_data, schedule, rule, *, seed, e
                 # after the criteria it reads.
                 cbs = [recorder, criteria, best_cb]
                 cbs += [progress.callback(2, criteria)] if progress else []
-                model.fit(**batches(max(start, s1)), epochs=end,
-                          callbacks=listed(cbs + extra, end), **fit_kwargs)
+                model.fit(**fit_args(max(start, s1), end, cbs + extra))
         if criteria.met:
             stop = STOP_REASONS["criteria"]
     except KeyboardInterrupt:
