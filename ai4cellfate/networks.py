@@ -21,6 +21,7 @@ from ._random import CounterDropout, CounterGaussianNoise
 
 __all__ = [
     "HostConstant",
+    "ImageBatchNormalization",
     "SeededGlorotUniform",
     "SeededNormal",
     "SpectralConv2D",
@@ -122,8 +123,8 @@ def _zeros():
 
 
 def _batch_norm(name):
-    """``BatchNormalization`` with its variables filled on the host."""
-    return layers.BatchNormalization(
+    """:class:`ImageBatchNormalization` with its variables filled on the host."""
+    return ImageBatchNormalization(
         name=name, beta_initializer=_zeros(), gamma_initializer=HostConstant(1.0),
         moving_mean_initializer=_zeros(), moving_variance_initializer=HostConstant(1.0))
 
@@ -239,6 +240,70 @@ def _phase_convs():
     return keras.backend.backend() == "jax"
 
 
+def _channel_ops(x):
+    """:mod:`ai4cellfate._jax_ops` when per-channel operations on ``x`` run
+    in its forms (JAX, a float32 rank-4 channels-last array of static
+    shape), else None."""
+    if not _phase_convs() or len(x.shape) != 4 or not all(
+            isinstance(d, int) for d in x.shape) or str(x.dtype) != "float32":
+        return None
+    from . import _jax_ops
+
+    return _jax_ops
+
+
+def _add_bias(x, bias):
+    """``x + bias`` over the last axis; on JAX the bias gradient sums
+    through a wide view of ``x`` (:func:`ai4cellfate._jax_ops.add_channel_bias`)."""
+    fast = _channel_ops(x)
+    return x + bias if fast is None else fast.add_channel_bias(x, ops.convert_to_tensor(bias))
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ImageBatchNormalization(layers.BatchNormalization):
+    """:class:`keras.layers.BatchNormalization` whose training-mode pass over
+    channels-last images runs as :func:`ai4cellfate._jax_ops.batch_norm_train`
+    on JAX.
+
+    Same variables, configuration, moving-average updates and formula as
+    Keras' layer; on JAX, in training, the batch statistics and the
+    gradient sum through a wide view of the images instead of over their
+    1-16 channels, which XLA does several times faster on CPUs (a training
+    step about 3% faster). Statistics equal Keras' up to the order of the
+    float sums. Other backends, inference and other configurations (masks,
+    renormalisation, synchronisation, no centre or scale, other axes) run
+    Keras' code.
+
+    Parameters
+    ----------
+    **kwargs
+        As :class:`keras.layers.BatchNormalization`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> layer = ImageBatchNormalization()
+    >>> x = np.random.default_rng(0).normal(3.0, 2.0, size=(8, 4, 4, 2)).astype("float32")
+    >>> y = keras.ops.convert_to_numpy(layer(x, training=True))
+    >>> bool(np.allclose(y.mean(axis=(0, 1, 2)), 0.0, atol=1e-4))
+    True
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        fast = _channel_ops(inputs)
+        if (fast is None or not (training and self.trainable) or mask is not None
+                or self.renorm or self.synchronized or not (self.center and self.scale)
+                or list(self._reduction_axes) != [0, 1, 2] or self.compute_dtype != "float32"):
+            return super().call(inputs, training=training, mask=mask)
+        outputs, mean, variance = fast.batch_norm_train(
+            inputs, ops.convert_to_tensor(self.gamma), ops.convert_to_tensor(self.beta),
+            self.epsilon)
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(
+            self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        return outputs
+
+
 def _interleave(y, h, w, f):
     """``(batch, h, w, 2 * 2 * f)`` phases (row phase, column phase, channel)
     to the ``(batch, 2h, 2w, f)`` image."""
@@ -326,7 +391,7 @@ class SpectralConv2D(_SpectralNormMixin, layers.Conv2D):
         if tuple(self.kernel_size) == (1, 1):
             outputs = ops.conv(inputs, kernel, padding="valid", data_format="channels_last")
             if self.use_bias:
-                outputs = outputs + self.bias
+                outputs = _add_bias(outputs, self.bias)
             if self.activation is not None:
                 outputs = self.activation(outputs)
             return ops.repeat(ops.repeat(outputs, 2, axis=1), 2, axis=2)
@@ -371,7 +436,7 @@ class SpectralConv2D(_SpectralNormMixin, layers.Conv2D):
         """Bias and activation on ``(batch, h, w, 4 * filters)`` outputs of
         the four pixel phases, then the ``(batch, 2h, 2w, filters)`` image."""
         if self.use_bias:
-            y = y + ops.tile(self.bias, (4,))
+            y = _add_bias(y, ops.tile(self.bias, (4,)))
         if self.activation is not None:
             y = self.activation(y)
         return _interleave(y, h, w, self.filters)
@@ -405,7 +470,8 @@ class SpectralConv2D(_SpectralNormMixin, layers.Conv2D):
             data_format=self.data_format,
         )
         if self.use_bias:
-            outputs = outputs + self.bias
+            outputs = (_add_bias(outputs, self.bias) if self.data_format == "channels_last"
+                       else outputs + self.bias)
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs

@@ -314,7 +314,7 @@ def test_network_biases_and_batch_norms_start_as_keras_would():
     from ai4cellfate.networks import HostConstant
 
     enc = build_encoder((20, 20, 1))
-    bns = [layer for layer in enc.layers if type(layer).__name__ == "BatchNormalization"]
+    bns = [layer for layer in enc.layers if type(layer).__name__ == "ImageBatchNormalization"]
     assert bns
     for bn in bns:
         assert isinstance(bn.gamma_initializer, HostConstant)
