@@ -21,7 +21,7 @@ from ._random import CounterDropout, CounterGaussianNoise
 
 __all__ = [
     "HostConstant",
-    "ImageBatchNormalization",
+    "BatchNormalization",
     "SeededGlorotUniform",
     "SeededNormal",
     "SpectralConv2D",
@@ -123,8 +123,8 @@ def _zeros():
 
 
 def _batch_norm(name):
-    """:class:`ImageBatchNormalization` with its variables filled on the host."""
-    return ImageBatchNormalization(
+    """:class:`BatchNormalization` (ours) with its variables filled on the host."""
+    return BatchNormalization(
         name=name, beta_initializer=_zeros(), gamma_initializer=HostConstant(1.0),
         moving_mean_initializer=_zeros(), moving_variance_initializer=HostConstant(1.0))
 
@@ -260,7 +260,7 @@ def _add_bias(x, bias):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class ImageBatchNormalization(layers.BatchNormalization):
+class BatchNormalization(layers.BatchNormalization):
     """:class:`keras.layers.BatchNormalization` whose training-mode pass over
     channels-last images runs as :func:`ai4cellfate._jax_ops.batch_norm_train`
     on JAX.
@@ -269,10 +269,14 @@ class ImageBatchNormalization(layers.BatchNormalization):
     Keras' layer; on JAX, in training, the batch statistics and the
     gradient sum through a wide view of the images instead of over their
     1-16 channels, which XLA does several times faster on CPUs (a training
-    step about 3% faster). Statistics equal Keras' up to the order of the
+    step about 4% faster). Statistics equal Keras' up to the order of the
     float sums. Other backends, inference and other configurations (masks,
     renormalisation, synchronisation, no centre or scale, other axes) run
     Keras' code.
+
+    The class keeps Keras' name because Keras files store a layer's weights
+    under its class name: models saved before and after this class existed
+    load each other's weights.
 
     Parameters
     ----------
@@ -282,7 +286,7 @@ class ImageBatchNormalization(layers.BatchNormalization):
     Examples
     --------
     >>> import numpy as np
-    >>> layer = ImageBatchNormalization()
+    >>> layer = BatchNormalization()
     >>> x = np.random.default_rng(0).normal(3.0, 2.0, size=(8, 4, 4, 2)).astype("float32")
     >>> y = keras.ops.convert_to_numpy(layer(x, training=True))
     >>> bool(np.allclose(y.mean(axis=(0, 1, 2)), 0.0, atol=1e-4))

@@ -9,7 +9,7 @@ jax = pytest.importorskip("jax")
 jnp = jax.numpy
 
 from ai4cellfate import _jax_ops  # noqa: E402
-from ai4cellfate.networks import ImageBatchNormalization  # noqa: E402
+from ai4cellfate.networks import BatchNormalization  # noqa: E402
 
 
 def _images(shape=(5, 4, 6, 3), seed=0):
@@ -79,11 +79,11 @@ def test_add_channel_bias_values_and_gradients():
 
 
 def _pair(momentum=0.9):
-    """An ImageBatchNormalization and a Keras BatchNormalization with the
+    """An ai4cellfate BatchNormalization and a Keras BatchNormalization with the
     same (non-default) weights."""
     import keras
 
-    ours = ImageBatchNormalization(momentum=momentum)
+    ours = BatchNormalization(momentum=momentum)
     theirs = keras.layers.BatchNormalization(momentum=momentum)
     for layer in (ours, theirs):
         layer.build((None, 4, 6, 3))
@@ -113,7 +113,7 @@ def test_image_batch_norm_equals_keras_batch_norm():
     before = ops.convert_to_numpy(theirs.moving_mean)
     assert not np.allclose(before, np.random.default_rng(3).normal(size=3))  # it moved
     clone = keras.layers.deserialize(keras.layers.serialize(ours))
-    assert type(clone) is ImageBatchNormalization and clone.momentum == 0.9
+    assert type(clone) is BatchNormalization and clone.momentum == 0.9
 
 
 @pytest.mark.backend
@@ -178,7 +178,7 @@ def test_training_step_runs_the_channel_operations_on_jax(monkeypatch):
     y = (np.arange(8) % 2).astype("float32")
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)
     nets = (model.encoder, model.decoder)
-    n_bn = sum(isinstance(layer, ImageBatchNormalization) for n in nets for layer in n.layers)
+    n_bn = sum(isinstance(layer, BatchNormalization) for n in nets for layer in n.layers)
     n_conv = sum(type(layer).__name__ == "SpectralConv2D" for n in nets for layer in n.layers)
     assert n_bn == 8 and n_conv == 14
     if keras.backend.backend() != "jax":

@@ -311,10 +311,10 @@ def test_host_constant_fills_on_the_host_and_round_trips():
 def test_network_biases_and_batch_norms_start_as_keras_would():
     """Biases and batch-norm variables are filled on the host with Keras'
     defaults (zeros; ones for the scale and the moving variance)."""
-    from ai4cellfate.networks import HostConstant
+    from ai4cellfate.networks import BatchNormalization, HostConstant
 
     enc = build_encoder((20, 20, 1))
-    bns = [layer for layer in enc.layers if type(layer).__name__ == "ImageBatchNormalization"]
+    bns = [layer for layer in enc.layers if isinstance(layer, BatchNormalization)]
     assert bns
     for bn in bns:
         assert isinstance(bn.gamma_initializer, HostConstant)

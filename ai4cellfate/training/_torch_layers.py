@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from keras import layers
 
 from .._random import CounterDropout, CounterGaussianNoise, torch_dropout, torch_generator
-from ..networks import ImageBatchNormalization, SpectralConv2D, SpectralDense
+from ..networks import BatchNormalization as _BatchNormalization
+from ..networks import SpectralConv2D, SpectralDense
 
 __all__ = ["kernel_for"]
 
@@ -230,7 +231,7 @@ def _covers(layer):
             return _activation_layer
     except KeyError:  # an activation without a torch counterpart here
         return None
-    if kind is layers.BatchNormalization or kind is ImageBatchNormalization:
+    if kind is layers.BatchNormalization or kind is _BatchNormalization:
         axes = list(layer._reduction_axes)
         ok = (axes == list(range(len(axes))) and not layer.renorm
               and not layer.synchronized)
