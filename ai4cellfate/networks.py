@@ -293,6 +293,10 @@ class BatchNormalization(layers.BatchNormalization):
     True
     """
 
+    def __init__(self, **kwargs):
+        # Keras' arguments, unchanged (an explicit signature for the API docs).
+        super().__init__(**kwargs)
+
     def call(self, inputs, training=None, mask=None):
         fast = _channel_ops(inputs)
         if (fast is None or not (training and self.trainable) or mask is not None
