@@ -252,13 +252,6 @@ def _channel_ops(x):
     return _jax_ops
 
 
-def _add_bias(x, bias):
-    """``x + bias`` over the last axis; on JAX the bias gradient sums
-    through a wide view of ``x`` (:func:`ai4cellfate._jax_ops.add_channel_bias`)."""
-    fast = _channel_ops(x)
-    return x + bias if fast is None else fast.add_channel_bias(x, ops.convert_to_tensor(bias))
-
-
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class BatchNormalization(layers.BatchNormalization):
     """:class:`keras.layers.BatchNormalization` whose training-mode pass over
@@ -399,7 +392,7 @@ class SpectralConv2D(_SpectralNormMixin, layers.Conv2D):
         if tuple(self.kernel_size) == (1, 1):
             outputs = ops.conv(inputs, kernel, padding="valid", data_format="channels_last")
             if self.use_bias:
-                outputs = _add_bias(outputs, self.bias)
+                outputs = outputs + self.bias
             if self.activation is not None:
                 outputs = self.activation(outputs)
             return ops.repeat(ops.repeat(outputs, 2, axis=1), 2, axis=2)
@@ -444,7 +437,7 @@ class SpectralConv2D(_SpectralNormMixin, layers.Conv2D):
         """Bias and activation on ``(batch, h, w, 4 * filters)`` outputs of
         the four pixel phases, then the ``(batch, 2h, 2w, filters)`` image."""
         if self.use_bias:
-            y = _add_bias(y, ops.tile(self.bias, (4,)))
+            y = y + ops.tile(self.bias, (4,))
         if self.activation is not None:
             y = self.activation(y)
         return _interleave(y, h, w, self.filters)
@@ -478,8 +471,7 @@ class SpectralConv2D(_SpectralNormMixin, layers.Conv2D):
             data_format=self.data_format,
         )
         if self.use_bias:
-            outputs = (_add_bias(outputs, self.bias) if self.data_format == "channels_last"
-                       else outputs + self.bias)
+            outputs = outputs + self.bias
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs
