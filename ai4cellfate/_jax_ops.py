@@ -93,8 +93,7 @@ def batch_norm_train(x, gamma, beta, epsilon):
     >>> bool(np.allclose(np.asarray(y).mean(axis=(0, 1, 2)), 0, atol=1e-6))
     True
     """
-    y, mean, variance = _batch_norm_forward(x, gamma, beta, epsilon)
-    return y, mean, variance
+    return _batch_norm_forward(x, gamma, beta, epsilon)
 
 
 def _batch_norm_forward(x, gamma, beta, epsilon):
